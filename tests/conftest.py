@@ -1,0 +1,70 @@
+"""Shared fixtures: where the real footage lives, a temporary home, and the hand model.
+
+Real data comes from ``../shared/data`` beside the repository (override with ``B2B_DATA``). Tests
+that need it are skipped when it is absent, except under ``B2B_REQUIRE_DATA=1`` (set by ``.ci/run``),
+where its absence is a failure: CI must never go green by skipping the real-data tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _data_root() -> Path:
+    env = os.environ.get("B2B_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    root = _data_root()
+    if not (root / "MANIFEST.md").is_file():
+        if os.environ.get("B2B_REQUIRE_DATA"):
+            pytest.fail(f"real test data not found at {root} (set B2B_DATA)")
+        pytest.skip(f"real test data not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def asl_clips(shared_data) -> list[Path]:
+    return sorted((shared_data / "videos" / "asl_gestures").glob("*.mkv"))
+
+
+@pytest.fixture(scope="session")
+def kodak_images(shared_data) -> list[Path]:
+    return sorted((shared_data / "images" / "kodak").glob("*.png"))
+
+
+@pytest.fixture()
+def b2b_home(tmp_path, monkeypatch) -> Path:
+    """An empty B2B_HOME (profiles/, engines/) and cache for one test."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("B2B_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def hand_model() -> Path:
+    """The MediaPipe hand-landmarker bundle installed by ``b2b-stream models hands``."""
+    from b2b_stream.tracking import resolve_hand_model  # noqa: WPS433 (import inside fixture on purpose)
+
+    try:
+        return resolve_hand_model(None)
+    except Exception as e:  # B2BError with instructions
+        if os.environ.get("B2B_REQUIRE_DATA"):
+            pytest.fail(f"hand model missing: {e}")
+        pytest.skip(f"hand model missing: {e}")
