@@ -109,3 +109,25 @@ def load(name: str, path: str | os.PathLike | None = None, eval_mode: bool = Tru
     net = s.build(**kwargs)
     load_any_weights(net, find_weights(name, path), remap=s.remap, what=name)
     return net.eval() if eval_mode else net
+
+
+def save_network(path: str | os.PathLike, net: nn.Module, name: str, net_kwargs: dict | None = None, **meta) -> None:
+    """Save ``net`` as our safetensors file; its meta names the registry entry so it reloads alone."""
+    from ..checkpoint import save_weights
+
+    spec(name)  # must be a known network
+    full = {"net": name, "net_kwargs": dict(net_kwargs or {}), **meta}
+    save_weights(path, net.state_dict(), full)
+
+
+def load_from_file(path: str | os.PathLike, eval_mode: bool = True) -> tuple[nn.Module, dict]:
+    """Load one of our weight files written by :func:`save_network`: ``(network, meta)``."""
+    from ..checkpoint import read_meta
+
+    meta = read_meta(path)
+    name = meta.get("net")
+    if not name:
+        raise CheckpointError(f"{path}: no network name in its metadata; load it with load(NAME, path)")
+    net = spec(name).build(**meta.get("net_kwargs", {}))
+    load_any_weights(net, path, what=name)
+    return (net.eval() if eval_mode else net), meta

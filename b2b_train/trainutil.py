@@ -1,0 +1,309 @@
+"""Training plumbing shared by the translator, deblurrer and BKE trainers.
+
+* :class:`CheckpointManager` - numbered training states written atomically (safetensors), the
+  newest ``keep`` kept; :meth:`latest` skips a damaged newest file and falls back to the one before.
+* :func:`rng_state` / :func:`set_rng_state` / :func:`set_seed` - every RNG b2b touches (torch, CUDA,
+  numpy, random) captured as tensors, so a resumed run continues exactly like an uninterrupted one.
+* :func:`lr_constant_then_linear` - the paper's schedule (constant, then linear decay to zero).
+* :class:`CsvLogger`, :func:`plot_losses` - a CSV of metrics per step and its PNG plot.
+* :func:`progress` - a rich progress bar with ETA and live metrics.
+* :func:`check_finite` / :class:`NonFiniteError` - the NaN/Inf guard.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import random
+import re
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from .checkpoint import atomic_write, load_state, save_state
+from .errors import B2BError, CheckpointError
+
+__all__ = [
+    "CheckpointManager",
+    "NonFiniteError",
+    "check_finite",
+    "set_seed",
+    "rng_state",
+    "set_rng_state",
+    "lr_constant_then_linear",
+    "CsvLogger",
+    "plot_losses",
+    "progress",
+    "pick_device",
+]
+
+
+class NonFiniteError(B2BError):
+    """A loss or gradient became NaN/Inf."""
+
+
+def check_finite(**values: float | torch.Tensor) -> None:
+    """Raise NonFiniteError naming the first non-finite value."""
+    for k, v in values.items():
+        f = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+        if not math.isfinite(f):
+            raise NonFiniteError(f"{k} is {f}")
+
+
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` -> cuda if available else cpu; otherwise the named device (checked)."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    d = torch.device(device)
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise B2BError(f"device {device} requested but CUDA is not available")
+    return d
+
+
+# ----------------------------------------------------------------------------- RNG
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """All global RNG states as tensors (storable by ``checkpoint.save_state``)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    out: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "numpy_has_gauss": int(np_state[3]),
+        "numpy_gauss": float(np_state[4]),
+        "python": torch.tensor(py_state[1], dtype=torch.int64),
+        "python_gauss": py_state[2],
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
+    return out
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].to(torch.uint8))
+    np.random.set_state(
+        (
+            "MT19937",
+            state["numpy_keys"].numpy().astype(np.uint32),
+            int(state["numpy_pos"]),
+            int(state["numpy_has_gauss"]),
+            float(state["numpy_gauss"]),
+        )
+    )
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = list(state["cuda"])
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.to(torch.uint8) for s in cuda])
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+_CKPT_RE = re.compile(r"^ckpt_(\d{8,})\.safetensors$")
+
+
+class CheckpointManager:
+    """Numbered training states in one folder: ``ckpt_00001000.safetensors`` (+ ``.json``).
+
+    ``save`` writes atomically (temp file, fsync, rename) and then prunes all but the newest
+    ``keep``; a crash at any moment leaves at least one complete checkpoint. ``latest`` returns the
+    newest readable one, skipping (and reporting) damaged files.
+    """
+
+    def __init__(self, folder: str | os.PathLike, keep: int = 2):
+        self.folder = Path(folder)
+        self.keep = max(1, int(keep))
+
+    def path_for(self, step: int) -> Path:
+        return self.folder / f"ckpt_{step:08d}.safetensors"
+
+    def steps(self) -> list[int]:
+        if not self.folder.is_dir():
+            return []
+        out = []
+        for p in self.folder.iterdir():
+            m = _CKPT_RE.match(p.name)
+            if m:
+                out.append(int(m.group(1)))
+        return sorted(out)
+
+    def save(self, step: int, state: Mapping[str, Any], meta: dict | None = None) -> Path:
+        path = self.path_for(step)
+        try:
+            save_state(path, {**state, "step": int(step)}, {**(meta or {}), "step": int(step)})
+        except OSError as e:
+            raise CheckpointError(
+                f"could not write checkpoint {path} ({e.strerror or e}); the previous checkpoint is intact"
+            ) from None
+        for old in self.steps()[: -self.keep]:
+            for suffix in ("", ".json"):
+                try:
+                    os.unlink(str(self.path_for(old)) + suffix)
+                except OSError:
+                    pass
+        return path
+
+    def latest(self, warn=None) -> tuple[dict, dict] | None:
+        """``(state, meta)`` of the newest readable checkpoint, or None if there is none."""
+        for step in reversed(self.steps()):
+            try:
+                return load_state(self.path_for(step))
+            except CheckpointError as e:
+                if warn is not None:
+                    warn(f"skipping damaged checkpoint: {e}")
+        return None
+
+
+# ----------------------------------------------------------------------------- schedules
+
+def lr_constant_then_linear(total: int, decay_start: int):
+    """LambdaLR factor: 1 until ``decay_start``, then linear to 0 at ``total`` (paper §4.1)."""
+    total = max(1, int(total))
+    decay_start = min(max(0, int(decay_start)), total)
+
+    def factor(step: int) -> float:
+        if step < decay_start:
+            return 1.0
+        span = max(1, total - decay_start)
+        return max(0.0, 1.0 - (step - decay_start) / span)
+
+    return factor
+
+
+# ----------------------------------------------------------------------------- logs and plots
+
+class CsvLogger:
+    """Append rows of metrics to a CSV; new columns extend the header (file rewritten then)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.columns: list[str] = []
+        if self.path.is_file():
+            with open(self.path, newline="") as f:
+                r = csv.reader(f)
+                self.columns = next(r, [])
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows with step > ``step`` (after a resume from an earlier checkpoint)."""
+        rows = self.read()
+        rows = [r for r in rows if float(r.get("step", 0)) <= step]
+        self._rewrite(rows)
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+        atomic_write(self.path, buf.getvalue().encode())
+
+    def log(self, step: int, **metrics: float) -> None:
+        row = {"step": step, **{k: (float(v) if isinstance(v, (int, float, torch.Tensor)) else v) for k, v in metrics.items()}}
+        new = [k for k in row if k not in self.columns]
+        if new or not self.path.is_file():
+            old = self.read()
+            self.columns = self.columns + new if self.columns else list(row)
+            self._rewrite(old + [row])
+            return
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(row)
+
+
+def plot_losses(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: str = "training") -> Path | None:
+    """Plot every numeric column of a CsvLogger file against step; returns the PNG path."""
+    rows = CsvLogger(csv_path).read()
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [c for c in rows[0] if c != "step"]
+    steps = [float(r["step"]) for r in rows]
+    series = {}
+    for c in cols:
+        vals = []
+        for r in rows:
+            try:
+                vals.append(float(r[c]))
+            except (TypeError, ValueError):
+                vals.append(float("nan"))
+        if any(math.isfinite(v) for v in vals):
+            series[c] = vals
+    if not series:
+        return None
+    n = len(series)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 2.0 * n + 0.6), sharex=True, squeeze=False)
+    for ax, (c, vals) in zip(axes[:, 0], series.items()):
+        ax.plot(steps, vals, lw=1)
+        ax.set_ylabel(c, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(png_path, buf.getvalue())
+    return png_path
+
+
+class _Progress:
+    def __init__(self, bar, task):
+        self._bar, self._task = bar, task
+
+    def advance(self, n: int = 1, **metrics: float) -> None:
+        if self._bar is None:
+            return
+        text = "  ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
+        self._bar.update(self._task, advance=n, metrics=text)
+
+    def set(self, completed: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=completed)
+
+
+@contextmanager
+def progress(total: int, description: str = "training", enabled: bool = True, completed: int = 0) -> Iterator[_Progress]:
+    """A rich progress bar with ETA and a metrics column: ``with progress(n) as p: p.advance(loss=…)``."""
+    if not enabled:
+        yield _Progress(None, None)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        transient=False,
+        disable=not sys.stderr.isatty() and not os.environ.get("B2B_FORCE_PROGRESS"),
+    )
+    with bar:
+        task = bar.add_task(description, total=total, completed=completed, metrics="")
+        yield _Progress(bar, task)
