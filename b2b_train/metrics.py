@@ -57,11 +57,10 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, quantize: bool = True) -> flo
     return float(sum(vals) / len(vals))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float64) -> torch.Tensor:
+def _gaussian_window_1d(size: int = 11, sigma: float = 1.5, dtype=torch.float64) -> torch.Tensor:
     ax = torch.arange(size, dtype=dtype) - (size - 1) / 2.0
     g = torch.exp(-(ax**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g)
+    return g / g.sum()
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, quantize: bool = True) -> float:
@@ -76,13 +75,19 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, quantize: bool = True) -> flo
     n, c, h, w = a.shape
     if h < 11 or w < 11:
         raise ValueError(f"SSIM needs images of at least 11x11, got {h}x{w}")
-    win = _gaussian_window().to(a.device)[None, None].repeat(c, 1, 1, 1)
+    g = _gaussian_window_1d().to(a.device)
+    gv = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+    gh = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+
+    def filt(x: torch.Tensor) -> torch.Tensor:  # separable 11x11 Gaussian, valid region
+        return F.conv2d(F.conv2d(x, gv, groups=c), gh, groups=c)
+
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu1 = F.conv2d(a, win, groups=c)
-    mu2 = F.conv2d(b, win, groups=c)
-    s11 = F.conv2d(a * a, win, groups=c) - mu1**2
-    s22 = F.conv2d(b * b, win, groups=c) - mu2**2
-    s12 = F.conv2d(a * b, win, groups=c) - mu1 * mu2
+    mu1 = filt(a)
+    mu2 = filt(b)
+    s11 = filt(a * a) - mu1**2
+    s22 = filt(b * b) - mu2**2
+    s12 = filt(a * b) - mu1 * mu2
     m = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
     return float(m.flatten(2).mean(2).mean(1).mean())
 

@@ -265,3 +265,23 @@ def test_cli_help_imports_no_heavy_optional_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_ssim_equals_direct_2d_window_reference(kodak_images):
+    """The separable implementation equals a direct 11x11-window SSIM written with scipy."""
+    from scipy.signal import convolve2d
+
+    gt = io.read_image(kodak_images[2])[:40, :48].astype(np.float64)
+    other = np.clip(gt[::-1, :] * 0.7 + 30, 0, 255).round()
+    ax = np.arange(11) - 5.0
+    g = np.exp(-(ax**2) / (2 * 1.5**2))
+    win = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    vals = []
+    for ch in range(3):
+        x, y = gt[..., ch], other[..., ch]
+        f = lambda z: convolve2d(z, win, mode="valid")  # noqa: E731
+        mx, my = f(x), f(y)
+        sxx, syy, sxy = f(x * x) - mx**2, f(y * y) - my**2, f(x * y) - mx * my
+        vals.append((((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))).mean())
+    assert ssim_np(other.astype(np.uint8), gt.astype(np.uint8)) == pytest.approx(float(np.mean(vals)), abs=1e-10)

@@ -1,0 +1,244 @@
+"""Calibration: a camera profile's clips -> trained translator -> evaluation -> built engine.
+
+    report = calibrate("desk", camera="0", config="auto", iters=None)
+
+Steps (each resumable; rerunning continues where it stopped, ``fresh=True`` restarts training):
+
+1. check the profile holds enough blurry and sharp material, and say how to record what is missing;
+2. train the blur->blur translator with :func:`b2b_train.trainer.train_translator` on the profile's
+   clips (``profiles/<name>/translator/``: checkpoints, logs, sample grids, loss plot), then copy the
+   final weights to ``profiles/<name>/translator.safetensors``;
+3. build (or reuse) the fused engine for the camera's frame size;
+4. evaluate on frames of the blurry clips: no-reference sharpness of the input, deblurrer alone and
+   deblurrer∘translator, a sample grid, and the hand-detection rate before/after (when the hand
+   model is installed); written to ``profiles/<name>/report.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from b2b_train.checkpoint import atomic_write
+from b2b_train.errors import B2BError
+
+from .profile import Profile
+
+__all__ = ["MIN_FRAMES", "check_material", "calibrate", "default_config"]
+
+MIN_FRAMES = 16  # per label; far fewer frames cannot tell the camera's blur from its content
+
+
+def default_config() -> str:
+    """``paper`` on a CUDA machine, ``cpu-quick`` elsewhere (the paper's 1M iterations are GPU-days)."""
+    import torch
+
+    return "paper" if torch.cuda.is_available() else "cpu-quick"
+
+
+def _frames_in(paths: list[Path]) -> int:
+    from b2b_train.data.io import IMAGE_EXTS, probe_video
+
+    n = 0
+    for p in paths:
+        if p.suffix.lower() in IMAGE_EXTS:
+            n += 1
+            continue
+        try:
+            info = probe_video(p)
+        except B2BError:
+            continue
+        n += info["frames"] or int(round(info["duration"] * (info["fps"] or 30)))
+    return n
+
+
+def check_material(prof: Profile, camera: str | None = None) -> dict:
+    """Count the profile's clips and frames per label; raise one clear B2BError if any is short."""
+    cam = camera if camera is not None else "0"
+    counts = {}
+    missing = []
+    for label, how in (("blurry", "move your hands naturally and quickly"), ("sharp", "move slowly, in good light")):
+        clips = prof.clips(label)
+        frames = _frames_in(clips)
+        counts[label] = {"clips": len(clips), "frames": frames}
+        if frames < MIN_FRAMES:
+            have = f"has {len(clips)} {label} clip(s) with {frames} frames" if clips else f"has no {label} clips"
+            missing.append(
+                f"{have} (needs at least {MIN_FRAMES} frames): record some with "
+                f"`b2b-stream record --camera {cam} --label {label} --profile {prof.name}` ({how})"
+            )
+    if missing:
+        raise B2BError(f"profile {prof.name!r} " + "; and it ".join(missing))
+    return counts
+
+
+def _sample_frames(clips: list[Path], n: int, max_side: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """Up to ``n`` frames spread evenly over the clips (name, uint8 RGB)."""
+    import cv2
+
+    from b2b_train.data.io import IMAGE_EXTS, iter_video_frames, read_image
+
+    per_clip = max(1, -(-n // max(1, len(clips))))
+    out: list[tuple[str, np.ndarray]] = []
+    for clip in clips:
+        if clip.suffix.lower() in IMAGE_EXTS:
+            frames = [(0, read_image(clip))]
+        else:
+            try:
+                frames = [(i, img) for i, _t, img in iter_video_frames(clip)]
+            except B2BError:
+                continue
+        if not frames:
+            continue
+        idx = np.linspace(0, len(frames) - 1, min(per_clip, len(frames))).round().astype(int)
+        for k in dict.fromkeys(idx.tolist()):
+            i, img = frames[k]
+            if max_side and max(img.shape[:2]) > max_side:
+                s = max_side / max(img.shape[:2])
+                img = cv2.resize(img, (int(img.shape[1] * s) // 2 * 2, int(img.shape[0] * s) // 2 * 2), interpolation=cv2.INTER_AREA)
+            out.append((f"{clip.stem}_{i:05d}", img))
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
+def _hand_rates(frames: list[tuple[str, np.ndarray]], engines: dict, say: Callable[[str], None]) -> dict | None:
+    """Share of frames with at least one hand: raw and after each engine (None without a model)."""
+    from .tracking import HandTracker, resolve_hand_model
+
+    try:
+        model = resolve_hand_model(None)
+    except B2BError as e:
+        say(f"hand-detection rate skipped: {e}")
+        return None
+    out = {"frames": len(frames)}
+    variants = {"raw": None, **engines}
+    for name, engine in variants.items():
+        with HandTracker(model) as tracker:
+            hits = 0
+            for k, (_n, img) in enumerate(frames):
+                # Each frame is its own moment: no tracking carried between unrelated frames.
+                out_img = img if engine is None else engine(img)
+                hits += bool(tracker.track(out_img, k * 10.0))
+        out[name] = round(hits / max(1, len(frames)), 4)
+    return out
+
+
+def calibrate(
+    profile: str,
+    camera: str | None = None,
+    config: str = "auto",
+    overrides: tuple[str, ...] = (),
+    iters: int | None = None,
+    known: str | None = None,
+    fresh: bool = False,
+    backend: str = "auto",
+    precision: str = "fp32",
+    device: str = "auto",
+    eval_frames: int = 24,
+    home: str | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> dict:
+    """Train, evaluate and build for one profile; returns (and writes) the profile's report."""
+    from b2b_train import trainer as tr
+    from b2b_train.evaluate import evaluate
+
+    from .engines import get_engine
+
+    prof = Profile.open(profile, home=home, create=False)
+    counts = check_material(prof, camera)
+    say(
+        f"profile {prof.name}: {counts['blurry']['frames']} blurry frames in {counts['blurry']['clips']} clip(s), "
+        f"{counts['sharp']['frames']} sharp frames in {counts['sharp']['clips']} clip(s)"
+    )
+    cfg_name = default_config() if config == "auto" else config
+    say(f"training the translator (config {cfg_name}{', fresh' if fresh else ''}) in {prof.translator_dir}")
+    weights = tr.train_translator(
+        prof.clips_dir("blurry"),
+        prof.clips_dir("sharp"),
+        prof.translator_dir,
+        config=cfg_name,
+        overrides=overrides,
+        known=known,
+        iters=iters,
+        progress=progress,
+        fresh=fresh,
+    )
+    weights = Path(weights)
+    tmp = prof.translator_path.with_suffix(".safetensors.tmp")
+    shutil.copyfile(weights, tmp)
+    tmp.replace(prof.translator_path)
+    if Path(str(weights) + ".json").is_file():
+        shutil.copyfile(str(weights) + ".json", str(prof.translator_path) + ".json")
+    say(f"translator: {prof.translator_path}")
+
+    # -- engine for the camera's frame size
+    from b2b_train.data.io import probe_video
+
+    size = None
+    for clip in prof.clips("blurry"):
+        try:
+            info = probe_video(clip)
+            size = (info["width"], info["height"])
+            break
+        except B2BError:
+            continue
+    size = size or (640, 480)
+    engine = get_engine(prof.name, backend=backend, precision=precision, device=device, size=size, home=prof.home, say=say)
+    say(f"engine: {engine.backend} on {engine.device} for {size[0]}x{size[1]}")
+
+    # -- evaluation on frames of the blurry clips (no ground truth: sharpness + hand detection)
+    eval_dir = prof.frames_dir / "eval_blurry"
+    if eval_dir.exists():
+        shutil.rmtree(eval_dir)
+    frames = _sample_frames(prof.clips("blurry"), eval_frames)
+    from b2b_train.data.io import write_image
+
+    for name, img in frames:
+        write_image(eval_dir / f"{name}.png", img)
+    prof.samples_dir.mkdir(parents=True, exist_ok=True)
+    grid = prof.samples_dir / "calibration_grid.png"
+    ev = evaluate(eval_dir, None, translator=prof.translator_path, deblurrer="default", grid=grid, progress=progress)
+    say("measuring hand detection before/after ...")
+    deblur_only = get_engine(None, backend="torch", device=device, size=size, home=prof.home, cache=False, check=False, say=lambda m: None)
+    hands = _hand_rates(frames, {"deblur_only": deblur_only, "b2b": engine}, say)
+
+    train_meta = {}
+    meta_file = Path(str(prof.translator_path) + ".json")
+    if meta_file.is_file():
+        try:
+            train_meta = json.loads(meta_file.read_text())
+        except json.JSONDecodeError:
+            train_meta = {}
+    report = {
+        "profile": prof.name,
+        "camera": camera,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "material": counts,
+        "translator": {"weights": str(prof.translator_path), "config": cfg_name, "overrides": list(overrides),
+                       "iters": train_meta.get("step") or train_meta.get("iters"), "meta": train_meta},
+        "engine": {"backend": engine.backend, "device": str(engine.device), "size": list(size), "info": _jsonable(engine.info)},
+        "evaluation": {k: ev.get(k) for k in ("n_images", "sharpness", "psnr", "ssim", "protocol", "notes") if k in ev},
+        "hand_detection_rate": hands,
+        "samples": [str(grid)] if grid.is_file() else [],
+    }
+    atomic_write(prof.report_path, (json.dumps(report, indent=2) + "\n").encode())
+    return report
+
+
+def _jsonable(obj):
+    try:
+        json.dumps(obj)
+        return obj
+    except TypeError:
+        if isinstance(obj, dict):
+            return {str(k): _jsonable(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [_jsonable(v) for v in obj]
+        return str(obj)

@@ -1,0 +1,575 @@
+"""Known-blur synthesis: re-blur the camera's own sharp frames with blur from a known domain (paper §3.3).
+
+Pipeline, all batched tensor ops (CPU or CUDA, no loops over pixels)::
+
+    sharp [0,1] --inverse CRF--> linear light --convolve (direct or FFT, reflect-padded)-->
+        blend per pixel (smooth kernel field, regions left sharp) --CRF--> + noise (shot + read)
+        --> quantise to 8-bit levels --> blurry [0,1]
+
+Each image of a batch draws its own blur *mode*:
+
+* ``uniform``: one kernel over the whole frame (handheld camera shake);
+* ``varying``: a smooth low-frequency field blending ``n_kernels`` kernels (rotation, depth);
+* ``local``: like ``varying`` but only inside smooth blobs; the rest of the frame is left exactly
+  sharp (a fixed webcam: moving hands in front of a still background).
+
+The mix of modes, kernel sources (random camera-shake bank and/or measured kernel files), CRF,
+noise and quantisation come from :class:`KnownBlurConfig` (presets in ``configs/known/``).
+
+Convolution convention: true convolution ``y = x * k`` with the kernel origin at its centre pixel,
+so a delta image becomes the kernel itself (not flipped); see :mod:`.kernels`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, DataError
+from .kernels import (
+    TrajectoryParams,
+    crop_kernels_to_support,
+    load_kernels,
+    normalize_kernels,
+    pad_kernels,
+    random_kernels,
+)
+
+__all__ = [
+    "KernelConfig",
+    "SpatialConfig",
+    "NoiseConfig",
+    "BKESourceConfig",
+    "KnownBlurConfig",
+    "KnownBlur",
+    "make_known_blur",
+    "convolve",
+    "smooth_field",
+    "gamma_to_linear",
+    "linear_to_gamma",
+    "CameraResponse",
+    "add_noise",
+    "quantize",
+]
+
+
+# ----------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class KernelConfig:
+    """Where kernels come from.
+
+    Random camera-shake kernels: ``extent`` (px, larger side of the trajectory's bounding box) drawn
+    uniformly in a range; ``size`` the kernel canvas (odd; 0 = smallest that fits the extent);
+    random-walk parameter ranges as :class:`~b2b_train.blur.kernels.TrajectoryParams`. ``bank``
+    > 0 draws from a fixed set of that many kernels made once from ``bank_seed`` (a frozen domain);
+    0 makes fresh kernels for every batch. Measured kernels: ``files`` (``.mat``/``.npz``/PNG files
+    or folders), used for a fraction ``p_files`` of the kernels.
+    """
+
+    size: int = 0
+    extent: tuple[float, float] = (3.0, 21.0)
+    anxiety: tuple[float, float] = (0.0, 0.1)
+    centripetal: tuple[float, float] = (0.0, 0.7)
+    gaussian: tuple[float, float] = (0.0, 10.0)
+    big_shake: tuple[float, float] = (0.0, 0.2)
+    steps: int = 64
+    bank: int = 0
+    bank_seed: int = 0
+    files: list[str] = field(default_factory=list)
+    p_files: float = 0.0
+
+    def __post_init__(self):
+        lo, hi = self.extent
+        if not 0 <= lo <= hi:
+            raise ValueError(f"kernels.extent must be 0 <= lo <= hi, got {list(self.extent)}")
+        if self.size and (self.size % 2 == 0 or self.size < hi + 2):
+            raise ValueError(f"kernels.size must be odd and >= extent max + 2 (got {self.size}); 0 = automatic")
+        if not 0 <= self.p_files <= 1:
+            raise ValueError("kernels.p_files must be in [0, 1]")
+        if self.p_files > 0 and not self.files:
+            raise ValueError("kernels.p_files > 0 needs kernels.files")
+        if self.steps < 2 or self.bank < 0:
+            raise ValueError("kernels.steps must be >= 2 and kernels.bank >= 0")
+
+    @property
+    def canvas(self) -> int:
+        if self.size:
+            return self.size
+        s = int(math.ceil(self.extent[1])) + 3
+        return s + 1 - s % 2
+
+    def trajectory(self) -> TrajectoryParams:
+        return TrajectoryParams(self.anxiety, self.centripetal, self.gaussian, self.big_shake, self.steps)
+
+
+@dataclass
+class SpatialConfig:
+    """Mix of blur modes (probabilities summing to 1) and the shape of spatially varying blur.
+
+    ``n_kernels``: kernels blended in ``varying``/``local`` modes; ``grid``: cells of the
+    low-frequency random field across the image (2-4 = a few smooth regions); ``temperature``:
+    softness of the blend between kernels (small = nearly piecewise); ``sharp_fraction``: range of
+    the fraction of the frame left exactly sharp in ``local`` mode; ``edge``: width of the soft
+    transition between sharp and blurred regions, as a fraction of the field's spread.
+    """
+
+    p_uniform: float = 1.0
+    p_varying: float = 0.0
+    p_local: float = 0.0
+    n_kernels: int = 2
+    grid: int = 3
+    temperature: float = 0.3
+    sharp_fraction: tuple[float, float] = (0.3, 0.8)
+    edge: float = 0.3
+
+    def __post_init__(self):
+        ps = (self.p_uniform, self.p_varying, self.p_local)
+        if min(ps) < 0 or abs(sum(ps) - 1) > 1e-6:
+            raise ValueError(f"spatial.p_uniform + p_varying + p_local must be 1 (got {sum(ps):g})")
+        if self.n_kernels < 1 or self.grid < 1 or self.temperature <= 0 or self.edge <= 0:
+            raise ValueError("spatial.n_kernels and grid must be >= 1; temperature and edge > 0")
+        lo, hi = self.sharp_fraction
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError("spatial.sharp_fraction must be 0 <= lo <= hi <= 1")
+
+
+@dataclass
+class NoiseConfig:
+    """Poisson-Gaussian noise added after the CRF: ``y + sqrt(shot * y + read^2) * N(0, 1)``.
+
+    ``shot`` and ``read`` are ranges drawn per image; ``p`` is the probability an image gets noise.
+    """
+
+    p: float = 1.0
+    shot: tuple[float, float] = (0.0, 2e-4)
+    read: tuple[float, float] = (0.0, 3e-3)
+
+    def __post_init__(self):
+        if not 0 <= self.p <= 1 or min(self.shot) < 0 or min(self.read) < 0:
+            raise ValueError("noise.p must be in [0, 1]; noise levels must be >= 0")
+
+
+@dataclass
+class BKESourceConfig:
+    """Blur transferred by a trained blur-kernel extractor from a paired blurry/sharp dataset."""
+
+    checkpoint: str = ""
+    pairs_blurry: str = ""
+    pairs_sharp: str = ""
+
+
+@dataclass
+class KnownBlurConfig:
+    """The known-blur domain C' used to make the K set (presets: ``configs/known/*.yaml``)."""
+
+    KIND = "known"
+
+    source: Literal["bank", "bke"] = "bank"
+    kernels: KernelConfig = field(default_factory=KernelConfig)
+    spatial: SpatialConfig = field(default_factory=SpatialConfig)
+    crf: str = "gamma"  # gamma | srgb | linear | path to a response curve (.npy/.txt/.csv)
+    gamma: float = 2.2
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    quantize: bool = True
+    padding: Literal["reflect", "replicate"] = "reflect"
+    fft_min_size: int = 31  # kernels this large or larger are applied by FFT
+    bke: BKESourceConfig = field(default_factory=BKESourceConfig)
+
+    def __post_init__(self):
+        if self.gamma <= 0:
+            raise ValueError("gamma must be > 0")
+
+
+# ------------------------------------------------------------------------------- camera response
+
+
+def gamma_to_linear(x: torch.Tensor, gamma: float = 2.2) -> torch.Tensor:
+    """Display values ``[0,1]`` to linear light: ``x ** gamma``."""
+    return x.clamp(0, 1) ** gamma
+
+
+def linear_to_gamma(x: torch.Tensor, gamma: float = 2.2) -> torch.Tensor:
+    """Linear light to display values: ``x ** (1 / gamma)`` (clamped to ``[0, 1]``)."""
+    return x.clamp(0, 1) ** (1.0 / gamma)
+
+
+def _srgb_to_linear(x):
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(x):
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
+
+
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear ``np.interp`` for tensors (``xp`` increasing)."""
+    xp = xp.to(x.device, x.dtype)
+    fp = fp.to(x.device, x.dtype)
+    xc = x.clamp(float(xp[0]), float(xp[-1]))
+    idx = torch.searchsorted(xp, xc.reshape(-1).contiguous()).clamp(1, len(xp) - 1).view_as(x)
+    x0, x1 = xp[idx - 1], xp[idx]
+    f0, f1 = fp[idx - 1], fp[idx]
+    t = (xc - x0) / (x1 - x0).clamp_min(1e-12)
+    return f0 + t * (f1 - f0)
+
+
+class CameraResponse:
+    """A camera response function (irradiance -> display value) and its inverse.
+
+    ``kind``: ``gamma`` (``x ** (1/gamma)``), ``srgb``, ``linear``, or a file holding a monotone
+    curve: one column of display values sampled at uniform irradiance in ``[0, 1]``, or two columns
+    ``(irradiance, value)`` (``.npy``, ``.txt``, ``.csv``).
+    """
+
+    def __init__(self, kind: str = "gamma", gamma: float = 2.2):
+        self.kind = kind
+        self.gamma = float(gamma)
+        self._curve = None
+        if kind not in ("gamma", "srgb", "linear"):
+            self._curve = self._load_curve(Path(kind))
+
+    @staticmethod
+    def _load_curve(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        if not path.is_file():
+            raise ConfigError(f"crf must be gamma, srgb, linear or a curve file; {str(path)!r} is none of these")
+        try:
+            if path.suffix == ".npy":
+                a = np.load(str(path), allow_pickle=False)
+            else:
+                a = np.loadtxt(str(path), delimiter="," if path.suffix == ".csv" else None)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: cannot read a response curve ({e})") from None
+        a = np.asarray(a, dtype=np.float64)
+        if a.ndim == 1:
+            irr, val = np.linspace(0, 1, len(a)), a
+        elif a.ndim == 2 and 2 in a.shape:
+            a = a if a.shape[1] == 2 else a.T
+            irr, val = a[:, 0], a[:, 1]
+        else:
+            raise DataError(f"{path}: a response curve is one column of values or two columns (irradiance, value)")
+        if len(val) < 2 or np.any(np.diff(irr) <= 0) or np.any(np.diff(val) < 0):
+            raise DataError(f"{path}: the response curve must be increasing")
+        irr = (irr - irr[0]) / (irr[-1] - irr[0])
+        val = (val - val[0]) / max(val[-1] - val[0], 1e-12)
+        # make the values strictly increasing so the inverse is a function
+        val = val + np.linspace(0, 1e-9, len(val))
+        return torch.tensor(irr), torch.tensor(val)
+
+    def to_linear(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "gamma":
+            return gamma_to_linear(x, self.gamma)
+        if self.kind == "srgb":
+            return _srgb_to_linear(x)
+        if self.kind == "linear":
+            return x.clamp(0, 1)
+        irr, val = self._curve
+        return _interp(x.clamp(0, 1), val, irr)
+
+    def from_linear(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "gamma":
+            return linear_to_gamma(x, self.gamma)
+        if self.kind == "srgb":
+            return _linear_to_srgb(x)
+        if self.kind == "linear":
+            return x.clamp(0, 1)
+        irr, val = self._curve
+        return _interp(x.clamp(0, 1), irr, val)
+
+    def __repr__(self) -> str:
+        return f"gamma {self.gamma:g}" if self.kind == "gamma" else self.kind
+
+
+# ----------------------------------------------------------------------------------- convolution
+
+
+def _pad_mode(mode: str, r: int, h: int, w: int) -> str:
+    # reflect needs the pad to be smaller than the image; fall back to replicate otherwise
+    return mode if (mode != "reflect" or (r < h and r < w)) else "replicate"
+
+
+def convolve(x: torch.Tensor, k: torch.Tensor, padding: str = "reflect", method: str = "auto", fft_min_size: int = 31) -> torch.Tensor:
+    """Convolve each image with its own kernels.
+
+    Args:
+        x: ``(N, C, H, W)`` images.
+        k: ``(N, M, s, s)`` kernels (odd ``s``, origin at the centre), or ``(N, s, s)`` for ``M = 1``.
+        padding: ``reflect`` or ``replicate`` boundary (no dark borders).
+        method: ``direct``, ``fft`` or ``auto`` (FFT when ``s >= fft_min_size``).
+
+    Returns:
+        ``(N, M, C, H, W)`` (or ``(N, C, H, W)`` when ``k`` was 3-D): ``y[n, m] = x[n] * k[n, m]``.
+    """
+    squeeze = k.dim() == 3
+    if squeeze:
+        k = k.unsqueeze(1)
+    N, C, H, W = x.shape
+    if k.shape[0] != N:
+        raise ValueError(f"need one set of kernels per image: {k.shape[0]} kernels for {N} images")
+    M, s = k.shape[1], k.shape[-1]
+    if s % 2 == 0 or k.shape[-2] != s:
+        raise ValueError(f"kernels must be square with an odd size, got {tuple(k.shape[-2:])}")
+    k = k.to(x.dtype)
+    r = s // 2
+    if method == "auto":
+        method = "fft" if s >= fft_min_size else "direct"
+    if r == 0:
+        y = x.unsqueeze(1) * k.view(N, M, 1, 1, 1)
+        return y[:, 0] if squeeze else y
+    xp = F.pad(x, (r, r, r, r), mode=_pad_mode(padding, r, H, W))
+    if method == "direct":
+        weight = k.flip(-1, -2).unsqueeze(1).expand(N, C, M, s, s).reshape(N * C * M, 1, s, s)
+        y = F.conv2d(xp.reshape(1, N * C, H + 2 * r, W + 2 * r), weight, groups=N * C)
+        y = y.view(N, C, M, H, W).transpose(1, 2)
+    elif method == "fft":
+        Hp, Wp = H + 2 * r, W + 2 * r
+        kp = x.new_zeros(N, M, Hp, Wp)
+        kp[..., :s, :s] = k
+        kp = torch.roll(kp, shifts=(-r, -r), dims=(-2, -1))
+        Xf = torch.fft.rfft2(xp)  # (N, C, Hp, Wp//2+1)
+        Kf = torch.fft.rfft2(kp)  # (N, M, Hp, Wp//2+1)
+        y = torch.fft.irfft2(Xf.unsqueeze(1) * Kf.unsqueeze(2), s=(Hp, Wp))
+        y = y[..., r : r + H, r : r + W]
+    else:
+        raise ValueError(f"method must be direct, fft or auto, got {method!r}")
+    return y[:, 0] if squeeze else y
+
+
+def smooth_field(n: int, channels: int, h: int, w: int, grid: int, generator=None, device=None) -> torch.Tensor:
+    """A smooth random field ``(n, channels, h, w)``: Gaussian noise on a ``grid``-cell lattice, bicubic-upsampled.
+
+    The lattice has ``grid + 1`` points per side (scaled to the aspect ratio), so ``grid`` sets the
+    number of smooth blobs across the frame. Values are roughly standard normal.
+    """
+    gy = max(1, round(grid * h / max(h, w))) + 1
+    gx = max(1, round(grid * w / max(h, w))) + 1
+    z = torch.randn(n, channels, gy, gx, generator=generator, device=generator.device if generator is not None else device)
+    z = z.to(device) if device is not None else z
+    return F.interpolate(z, size=(h, w), mode="bicubic", align_corners=True)
+
+
+# ----------------------------------------------------------------------------------------- noise
+
+
+def add_noise(y: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, generator=None) -> torch.Tensor:
+    """Poisson-Gaussian noise: ``y + sqrt(shot * y + read^2) * N(0, 1)``; ``shot``/``read`` are ``(N,)``."""
+    gdev = generator.device if generator is not None else y.device
+    eps = torch.randn(y.shape, generator=generator, device=gdev, dtype=y.dtype).to(y.device)
+    var = shot.view(-1, 1, 1, 1).to(y) * y.clamp_min(0) + read.view(-1, 1, 1, 1).to(y) ** 2
+    return y + var.sqrt() * eps
+
+
+def quantize(y: torch.Tensor, levels: int = 255) -> torch.Tensor:
+    """Round ``[0, 1]`` values to ``levels + 1`` equally spaced levels (8-bit by default)."""
+    return torch.round(y.clamp(0, 1) * levels) / levels
+
+
+# ----------------------------------------------------------------------------------- known blur
+
+
+_MODES = ("uniform", "varying", "local")
+
+
+class KnownBlur:
+    """Callable that re-blurs a sharp batch with the known blur: ``blurry = known(sharp, generator)``.
+
+    ``sharp``: ``(N, 3, H, W)`` float in ``[0, 1]`` on any device; the result has the same shape,
+    dtype and device. Randomness (kernels, fields, noise) comes from ``generator`` (a
+    :class:`torch.Generator`, CPU or on the images' device) or torch's global RNG.
+    """
+
+    def __init__(self, cfg: KnownBlurConfig, device: torch.device | str | None = None):
+        if cfg.source != "bank":
+            raise ConfigError("KnownBlur makes kernel-bank blur; use make_known_blur() for source 'bke'")
+        self.cfg = cfg
+        self.device = torch.device(device) if device is not None else None
+        self.crf = CameraResponse(cfg.crf, cfg.gamma)
+        kc = cfg.kernels
+        self.canvas = kc.canvas
+        self.measured = load_kernels(kc.files) if kc.files else None
+        if self.measured is not None:
+            self.canvas = max(self.canvas, self.measured.shape[-1])
+            self.measured = pad_kernels(self.measured, self.canvas)
+        self.bank = None
+        if kc.bank:
+            g = torch.Generator().manual_seed(int(kc.bank_seed))
+            self.bank = random_kernels(kc.bank, kc.canvas, tuple(kc.extent), kc.trajectory(), generator=g)
+            self.bank = pad_kernels(self.bank, self.canvas)
+
+    # -- pieces, usable alone ---------------------------------------------------------------------
+
+    def sample_kernels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(n, s, s)`` kernels from the configured sources (on the generator's device / CPU)."""
+        kc = self.cfg.kernels
+        gdev = generator.device if generator is not None else torch.device("cpu")
+        if self.bank is not None:
+            idx = torch.randint(len(self.bank), (n,), generator=generator, device=gdev).cpu()
+            k = self.bank[idx].to(gdev)
+        else:
+            k = random_kernels(n, kc.canvas, tuple(kc.extent), kc.trajectory(), generator=generator, device=gdev)
+            k = pad_kernels(k, self.canvas)
+        if self.measured is not None and kc.p_files > 0:
+            use = torch.rand(n, generator=generator, device=gdev) < kc.p_files
+            idx = torch.randint(len(self.measured), (n,), generator=generator, device=gdev)
+            meas = self.measured.to(gdev)[idx]
+            k = torch.where(use.view(n, 1, 1), meas, k)
+        return k
+
+    def sample_modes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(n,)`` long: 0 uniform, 1 varying, 2 local, drawn with the configured probabilities."""
+        sc = self.cfg.spatial
+        gdev = generator.device if generator is not None else torch.device("cpu")
+        u = torch.rand(n, generator=generator, device=gdev)
+        return (u >= sc.p_uniform).long() + (u >= sc.p_uniform + sc.p_varying).long()
+
+    def weights(self, modes: torch.Tensor, m: int, h: int, w: int, generator=None, device=None):
+        """Per-pixel kernel weights ``(n, m, 1, h, w)`` (sum 1) and the sharp weight ``(n, 1, 1, h, w)``.
+
+        Uniform images use kernel 0 everywhere; ``local`` images keep a smooth region exactly sharp
+        (sharp weight 1), with a soft edge to the blurred part.
+        """
+        sc = self.cfg.spatial
+        n = modes.shape[0]
+        gdev = generator.device if generator is not None else torch.device("cpu")
+        device = device or gdev
+        modes = modes.to(device)
+        if m > 1:
+            z = smooth_field(n, m, h, w, sc.grid, generator, device)
+            wk = torch.softmax(z / sc.temperature, dim=1)
+            onehot = torch.zeros_like(wk)
+            onehot[:, 0] = 1
+            wk = torch.where((modes == 0).view(n, 1, 1, 1), onehot, wk)
+        else:
+            wk = torch.ones(n, 1, h, w, device=device)
+        frac = torch.rand(n, generator=generator, device=gdev).to(device)
+        if not bool((modes == 2).any()):
+            return wk.unsqueeze(2), torch.zeros(n, 1, 1, h, w, device=device)
+        lo, hi = sc.sharp_fraction
+        frac = lo + (hi - lo) * frac
+        z = smooth_field(n, 1, h, w, max(1, sc.grid), generator, device)
+        small = F.interpolate(z, size=(min(h, 64), min(w, 64)), mode="bilinear", align_corners=True).flatten(1)
+        thresh = torch.quantile(small, frac.clamp(0, 1), dim=1).diagonal().view(n, 1, 1, 1)
+        spread = small.std(dim=1).view(n, 1, 1, 1).clamp_min(1e-6) * sc.edge
+        sharp = ((thresh - z) / spread + 0.5).clamp(0, 1)
+        sharp = torch.where((modes == 2).view(n, 1, 1, 1), sharp, torch.zeros_like(sharp))
+        return wk.unsqueeze(2), sharp.unsqueeze(2)
+
+    # -- the whole pipeline -----------------------------------------------------------------------
+
+    def apply(self, sharp: torch.Tensor, generator: torch.Generator | None = None, return_info: bool = False):
+        """Blur a batch; with ``return_info`` also a dict of ``kernels`` ``(N, M, s, s)``,
+        ``modes`` ``(N,)``, ``kernel_weights`` ``(N, M, 1, H, W)`` and ``sharp_weight`` ``(N, 1, 1, H, W)``."""
+        if sharp.dim() != 4 or sharp.shape[1] != 3:
+            raise DataError(f"known blur expects a (N, 3, H, W) batch, got shape {tuple(sharp.shape)}")
+        cfg = self.cfg
+        device = sharp.device
+        dtype = sharp.dtype
+        x = sharp.float()
+        n, _, h, w = x.shape
+        modes = self.sample_modes(n, generator)
+        m = cfg.spatial.n_kernels if bool((modes > 0).any()) else 1
+        k = self.sample_kernels(n * m, generator).view(n, m, self.canvas, self.canvas)
+        kc = crop_kernels_to_support(k.flatten(0, 1))
+        k = kc.view(n, m, kc.shape[-2], kc.shape[-1]).to(device)
+        wk, ws = self.weights(modes, m, h, w, generator, device)
+        lin = self.crf.to_linear(x)
+        blurred = convolve(lin, k, cfg.padding, "auto", cfg.fft_min_size)  # (n, m, 3, h, w)
+        out = blurred[:, 0] if m == 1 else (wk * blurred).sum(1)
+        ws0 = ws[:, 0]
+        local = bool((modes == 2).any())
+        if local:
+            out = ws0 * lin + (1 - ws0) * out
+        y = self.crf.from_linear(out)
+        if local:  # where the frame stays sharp, return the input itself (no CRF round-trip error)
+            y = torch.where(ws0 >= 1, x, y)
+        nc = cfg.noise
+        if nc.p > 0 and (nc.shot[1] > 0 or nc.read[1] > 0):
+            gdev = generator.device if generator is not None else torch.device("cpu")
+            on = (torch.rand(n, generator=generator, device=gdev) < nc.p).float()
+            shot = on * (nc.shot[0] + (nc.shot[1] - nc.shot[0]) * torch.rand(n, generator=generator, device=gdev))
+            read = on * (nc.read[0] + (nc.read[1] - nc.read[0]) * torch.rand(n, generator=generator, device=gdev))
+            y = add_noise(y, shot.to(device), read.to(device), generator)
+        y = y.clamp(0, 1)
+        if cfg.quantize:
+            y = quantize(y)
+        y = y.to(dtype)
+        if return_info:
+            return y, {"kernels": k, "modes": modes.to(device), "kernel_weights": wk, "sharp_weight": ws}
+        return y
+
+    @torch.no_grad()
+    def __call__(self, sharp: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.apply(sharp, generator)
+
+    def describe(self) -> str:
+        c = self.cfg
+        kc, sc, nc = c.kernels, c.spatial, c.noise
+        src = f"camera-shake kernels {kc.extent[0]:g}-{kc.extent[1]:g} px on {self.canvas}x{self.canvas}"
+        src += f" (fixed bank of {kc.bank}, seed {kc.bank_seed})" if kc.bank else " (fresh per batch)"
+        if self.measured is not None and kc.p_files > 0:
+            src += f", {kc.p_files:.0%} measured ({len(self.measured)} from {len(kc.files)} file(s))"
+        mix = f"uniform {sc.p_uniform:.0%} / varying {sc.p_varying:.0%} / local {sc.p_local:.0%}"
+        if sc.p_varying + sc.p_local > 0:
+            mix += f" ({sc.n_kernels} kernels, grid {sc.grid}"
+            mix += f", sharp {sc.sharp_fraction[0]:.0%}-{sc.sharp_fraction[1]:.0%} of local frames)" if sc.p_local else ")"
+        noise = "no noise" if nc.p == 0 or (nc.shot[1] == 0 and nc.read[1] == 0) else (
+            f"noise shot<={nc.shot[1]:g} read<={nc.read[1]:g} (p {nc.p:g})"
+        )
+        return (
+            f"known blur: {src}; {mix}; CRF {self.crf!r}; {noise}; "
+            f"{'8-bit' if c.quantize else 'float'} output; {c.padding} borders"
+        )
+
+    def __repr__(self) -> str:
+        return f"KnownBlur({self.describe()})"
+
+
+def make_known_blur(cfg_or_preset="kernels", device: torch.device | str | None = None, overrides=()) -> "KnownBlur":
+    """Build the known blur from a :class:`KnownBlurConfig`, a preset name / YAML path, or ``bke:PATH``.
+
+    ``bke:PATH``: blur transferred by a trained BKE; ``PATH`` is a checkpoint written by
+    ``b2b-train bke train`` (its metadata names the paired folders) or a known-blur YAML with
+    ``source: bke``. An existing :class:`KnownBlur` is returned as is.
+    """
+    from ..config import load_config
+
+    if isinstance(cfg_or_preset, KnownBlur) or (hasattr(cfg_or_preset, "describe") and callable(cfg_or_preset)):
+        return cfg_or_preset
+    if isinstance(cfg_or_preset, (str, os.PathLike)):
+        spec = str(cfg_or_preset)
+        if spec.startswith("bke:"):
+            from .bke_transfer import make_bke_known_blur
+
+            if overrides:
+                raise ConfigError(f"KEY=VALUE overrides do not apply to {spec}; use a known-blur YAML with source: bke")
+
+            return make_bke_known_blur(spec[4:], device=device)
+        cfg = load_config(KnownBlurConfig, spec, overrides, kind="known")
+    elif isinstance(cfg_or_preset, KnownBlurConfig):
+        cfg = cfg_or_preset
+        if overrides:
+            from ..config import apply_overrides, from_dict, to_dict
+
+            cfg = from_dict(KnownBlurConfig, apply_overrides(to_dict(cfg), overrides))
+    elif isinstance(cfg_or_preset, dict):
+        from ..config import apply_overrides, from_dict
+
+        cfg = from_dict(KnownBlurConfig, apply_overrides(cfg_or_preset, overrides))
+    else:
+        raise ConfigError(f"known blur must be a preset name, a YAML path, 'bke:PATH' or a config, got {cfg_or_preset!r}")
+    if cfg.source == "bke":
+        from .bke_transfer import make_bke_known_blur
+
+        return make_bke_known_blur(cfg, device=device)
+    return KnownBlur(cfg, device)

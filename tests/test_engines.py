@@ -1,0 +1,209 @@
+"""Engines on the CPU (torch backend), the engine cache, profiles and the clear errors.
+
+The torch eager engine must be bit-exact with the eager fused module; the cache must never serve a
+stale, corrupt or foreign file. Frames are real Kodak crops; the networks the registry's tiny variants
+(random weights, fixed seed). onnxruntime and ``auto``: test_engines_onnx.py; torch.compile:
+test_engines_compile.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from b2b_stream import engines
+from b2b_stream.engines import get_engine
+from b2b_stream.fuse import FusedDeblur
+from b2b_train.errors import B2BError
+from test_fuse import DEBLURRER, TRANSLATOR, real_frames, tiny_nets
+
+W, H = 72, 48  # not a multiple of 16 in width: the engine pads and crops inside
+
+
+@pytest.fixture(scope="module")
+def nets():
+    return tiny_nets(seed=2)
+
+
+@pytest.fixture(scope="module")
+def frames(kodak_images):
+    return real_frames(kodak_images, 3, H, W, offset=6)
+
+
+def _eager(nets, frames, multiple):
+    """The eager fp32 fused module (the reference every backend is held to)."""
+    tr, db, _ = nets
+    with torch.no_grad():
+        return FusedDeblur(tr, db, multiple=multiple)(torch.from_numpy(frames)).numpy()
+
+
+def test_torch_eager_engine_is_bit_exact(nets, frames, b2b_home):
+    tr, db, m = nets
+    eng = get_engine(None, backend="torch", size=(W, H), translator=tr, deblurrer=db)
+    assert (eng.backend, eng.device, eng.precision) == ("torch", "cpu", "fp32")
+    assert eng.info["mode"] == "eager" and eng.info["cache"] == "built"
+    assert eng.info["check"]["max_abs"] == 0
+    ref = _eager(nets, frames, eng.info["multiple"])
+    assert np.array_equal(eng.run(frames), ref)
+    # one HxWx3 frame (compared with a batch of one: CPU kernels may round differently per batch size)
+    assert np.array_equal(eng(frames[1]), _eager(nets, frames[1:2], eng.info["multiple"])[0])
+    assert eng.info["translator"].startswith(type(tr).__name__) and "note" not in eng.info
+    # the caller's networks were not cast or moved
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in db.parameters())
+
+
+def _messages():
+    out: list[str] = []
+    return out, out.append
+
+
+def test_cache_hit_miss_stale_and_corrupt(nets, frames, b2b_home):
+    tr, db, m = nets
+    kw = dict(backend="torch", size=(W, H), translator=tr, check=False)
+    msgs, say = _messages()
+    e1 = get_engine(None, deblurrer=db, say=say, **kw)
+    assert e1.info["cache"] == "built"
+    file = engines.Path(e1.info["file"])
+    manifest = file.with_suffix(".json")
+    man = json.loads(manifest.read_text())
+    assert man["sha256"] == engines._sha256(file) and man["key"]["size"] == [W, H]
+    assert man["key"]["deblurrer"].endswith(engines._digest(db).split(":")[1])
+    assert file.suffix == ".safetensors" and man["key"]["variant"] == "eager"
+    out1 = e1.run(frames)
+
+    # hit: same key, file unchanged -> loaded, not rebuilt
+    mtime = file.stat().st_mtime_ns
+    e2 = get_engine(None, deblurrer=db, say=say, **kw)
+    assert e2.info["cache"] == "hit" and file.stat().st_mtime_ns == mtime
+    assert np.array_equal(e2.run(frames), out1)
+
+    # stale: other deblurrer weights -> new key -> rebuilt, says why, new output
+    import copy
+
+    db2 = copy.deepcopy(db)
+    with torch.no_grad():
+        next(db2.parameters()).add_(0.05)
+    msgs.clear()
+    e3 = get_engine(None, deblurrer=db2, say=say, **kw)
+    assert e3.info["cache"] == "built"
+    assert any("stale engine" in s and "deblurrer" in s for s in msgs), msgs
+    assert not np.array_equal(e3.run(frames), out1)
+    assert np.array_equal(e3.run(frames), _eager((tr, db2, m), frames, e3.info["multiple"]))
+
+    # corrupt file: bytes changed behind the manifest's back -> rebuilt, never loaded
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    file.write_bytes(bytes(data))
+    msgs.clear()
+    e4 = get_engine(None, deblurrer=db2, say=say, **kw)
+    assert e4.info["cache"] == "built" and any("does not match its manifest" in s for s in msgs), msgs
+    assert json.loads(manifest.read_text())["sha256"] == engines._sha256(file)
+
+    # corrupt manifest, then a foreign file with no manifest -> rebuilt
+    manifest.write_text("{not json")
+    msgs.clear()
+    assert get_engine(None, deblurrer=db2, say=say, **kw).info["cache"] == "built"
+    assert any("corrupt" in s for s in msgs), msgs
+    manifest.unlink()
+    msgs.clear()
+    assert get_engine(None, deblurrer=db2, say=say, **kw).info["cache"] == "built"
+    assert any("no manifest" in s for s in msgs), msgs
+
+    # another size is another slot: both stay cached
+    e5 = get_engine(None, deblurrer=db2, say=say, **dict(kw, size=(W - 8, H)))
+    assert e5.info["cache"] == "built" and e5.info["file"] != str(file)
+    assert get_engine(None, deblurrer=db2, say=say, **kw).info["cache"] == "hit"
+
+
+def test_tampered_file_is_never_deserialised(tmp_path):
+    """The SHA-256 in the manifest is checked before load() sees the file (exported programs unpickle)."""
+    slot = engines._Slot(tmp_path, "tensorrt-fp16-cuda-64x48", ".ep")
+    key = {"backend": "tensorrt", "size": [64, 48]}
+    loaded, built = [], []
+
+    def build(path):
+        path.write_bytes(b"trusted engine bytes")
+        built.append(path.name)
+        return {}
+
+    class Fake(engines.Engine):
+        backend = "tensorrt"
+
+    def load(path, man):
+        loaded.append(path.read_bytes())
+        return Fake(device="cpu", precision="fp16", size=(64, 48))
+
+    say = lambda m: None  # noqa: E731
+    assert engines._cached(slot, key, build, load, True, say).status == "built"
+    assert engines._cached(slot, key, build, load, True, say).status == "hit"
+    slot.file.write_bytes(b"malicious pickle bytes")  # same size or not, the hash differs
+    loaded.clear()
+    res = engines._cached(slot, key, build, load, True, say)
+    assert res.status == "built" and loaded == [b"trusted engine bytes"]  # only the rebuilt file was loaded
+    assert not list(tmp_path.glob(".*.building*"))
+
+
+def test_tensorrt_missing_or_without_cuda_is_a_clear_error(nets, b2b_home):
+    tr, db, m = nets
+    with pytest.raises(B2BError, match="CUDA"):
+        get_engine(None, backend="tensorrt", device="cpu", size=(W, H), translator=tr, deblurrer=db)
+    try:
+        import torch_tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(B2BError, match="torch-tensorrt") as e:
+            engines._import_tensorrt()
+        assert "pip install" in str(e.value) and "\n" not in str(e.value)
+        with pytest.raises(B2BError, match="torch-tensorrt"):
+            engines.build_tensorrt(FusedDeblur(tr, db, m), torch.zeros(1, H, W, 3, dtype=torch.uint8),
+                                   b2b_home / "x.ep", "fp16")
+    if not torch.cuda.is_available():
+        with pytest.raises(B2BError, match="CUDA is not available"):
+            get_engine(None, backend="torch", device="cuda", size=(W, H), translator=tr, deblurrer=db)
+
+
+def test_bad_options(nets, b2b_home):
+    tr, db, m = nets
+    with pytest.raises(B2BError, match="unknown backend"):
+        get_engine(None, backend="tvm", size=(W, H), translator=tr, deblurrer=db)
+    with pytest.raises(B2BError, match="WIDTHxHEIGHT"):
+        get_engine(None, backend="torch", size="wide", translator=tr, deblurrer=db)
+    with pytest.raises(B2BError, match="needs CUDA"):
+        get_engine(None, backend="torch", torch_mode="cudagraphs", device="cpu", size=(W, H), translator=tr, deblurrer=db)
+    eng = get_engine(None, backend="torch", size=(W, H), translator=tr, deblurrer=db, cache=False)
+    assert eng.info["file"] is None and not (b2b_home / "engines").exists()
+    with pytest.raises(B2BError, match="uint8"):
+        eng(np.zeros((H, W, 3), np.float32))
+    with pytest.raises(B2BError, match=r"\(N, H, W, 3\)"):
+        eng(np.zeros((H, W), np.uint8))
+
+
+def test_profile_translator_is_loaded_and_keyed(nets, frames, b2b_home):
+    from b2b_stream.profile import Profile
+    from b2b_train.nets.registry import save_network, spec
+
+    tr, db, m = nets
+    prof = Profile.open("desk", create=True)
+    with pytest.raises(B2BError, match="calibrate"):
+        get_engine("desk", backend="torch", size=(W, H), deblurrer=db)
+    save_network(prof.translator_path, tr, TRANSLATOR, dict(spec(TRANSLATOR).extra.get("tiny", {})))
+    eng = get_engine("desk", backend="torch", size=(W, H), deblurrer=db)
+    assert eng.info["profile"] == "desk" and eng.info["translator"]
+    assert str(b2b_home / "engines" / "desk") in eng.info["file"]
+    assert np.array_equal(eng.run(frames), _eager(nets, frames, eng.info["multiple"]))
+
+
+def test_without_profile_runs_the_shipped_deblurrer(b2b_home, frames):
+    import os
+
+    shipped = pytest.importorskip("b2b_train.shipped")
+    if not shipped.default_deblurrer_path().is_file() and not os.environ.get("B2B_REQUIRE_DATA"):
+        pytest.skip(f"shipped deblurrer weights not built yet ({shipped.default_deblurrer_path()})")
+    eng = get_engine(None, backend="torch", size=(W, H))
+    ref = shipped.resolve_deblurrer("default").eval()
+    assert eng.info["translator"] is None
+    assert eng.info["deblurrer"].split(":")[1] == engines._digest(ref).split(":")[1]
+    assert "shipped default deblurrer" in eng.info["note"]
+    assert eng(frames[0]).shape == frames[0].shape

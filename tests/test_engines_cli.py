@@ -1,0 +1,61 @@
+"""``b2b-stream build`` end to end on a small profile made here (tiny networks, real frame size)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from b2b_stream.commands.build import build
+from test_fuse import DEBLURRER, TRANSLATOR, tiny_nets
+
+
+@pytest.fixture()
+def small_profile(b2b_home):
+    from b2b_stream.profile import Profile
+    from b2b_train.nets.registry import save_network, spec
+
+    tr, db, m = tiny_nets(seed=4)
+    prof = Profile.open("bench", create=True)
+    prof.note_camera({"spec": "test", "width": 80, "height": 64, "fps": 30})
+    save_network(prof.translator_path, tr, TRANSLATOR, dict(spec(TRANSLATOR).extra.get("tiny", {})))
+    deb = b2b_home / "deblurrer.safetensors"
+    save_network(deb, db, DEBLURRER, dict(spec(DEBLURRER).extra.get("tiny", {})))
+    return prof, deb
+
+
+def test_build_command_builds_then_reuses(small_profile, b2b_home):
+    prof, deb = small_profile
+    runner = CliRunner()
+    args = ["--profile", "bench", "--backend", "torch", "--deblurrer", str(deb)]
+    r = runner.invoke(build, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "engine ready" in r.output and "torch" in r.output
+    assert "80x64 (size from the profile's camera)" in r.output
+    assert "check vs eager fp32: max |diff| 0 levels" in r.output
+    files = sorted((b2b_home / "engines" / "bench").glob("*.json"))
+    assert [f.name for f in files] == ["torch-eager-fp32-cpu-80x64.json"]
+    man = json.loads(files[0].read_text())
+    assert man["key"]["profile"] == "bench" and man["key"]["size"] == [80, 64]
+    r2 = runner.invoke(build, args, catch_exceptions=False)
+    assert r2.exit_code == 0 and "[hit]" in r2.output, r2.output
+    r3 = runner.invoke(build, args + ["--rebuild", "--size", "64x48"], catch_exceptions=False)
+    assert r3.exit_code == 0 and "[built]" in r3.output and "64x48 (size from --size)" in r3.output
+
+
+def test_build_command_errors_are_one_line(small_profile, b2b_home):
+    from b2b_stream.cli import cli
+    from b2b_train.cliutil import run_main
+
+    prof, deb = small_profile
+    for args, words in [
+        (["--profile", "nope", "--deblurrer", str(deb)], "no profile 'nope'"),
+        (["--profile", "bench", "--size", "big", "--deblurrer", str(deb)], "WIDTHxHEIGHT"),
+        (["--profile", "bench", "--backend", "tensorrt", "--device", "cpu", "--deblurrer", str(deb)], "CUDA"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            run_main(cli, ["build", *args])
+        assert e.value.code == 2
+    r = CliRunner().invoke(build, ["--help"])
+    assert r.exit_code == 0 and "Example:" in r.output

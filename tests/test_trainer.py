@@ -1,0 +1,176 @@
+"""Translator trainer: presets, config errors, curriculum, real training steps, load_translator."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from b2b_train.config import list_presets
+from b2b_train.data.io import iter_video_frames, write_image
+from b2b_train.errors import ConfigError
+from b2b_train.trainer import (
+    CurriculumConfig,
+    TranslatorConfig,
+    curriculum_fraction_at,
+    load_translator,
+    load_translator_config,
+    train_translator,
+)
+
+# tiny networks and 48² crops: a real run of the real loop in seconds
+TINY = [
+    "model.generator=mimo-unet",
+    "model.generator_kwargs={base_channel: 8, num_res: 1}",
+    "model.discriminator_kwargs={ndf: 8, n_layers: 2}",
+    "data.crop=48", "data.batch=4", "data.val_images=2", "data.val_size=48",
+    "loss.vgg_arch=vgg16", "loss.vgg_layers=[relu1_2]", "loss.vgg_layer_weights=[1.0]",
+    "train.log_every=1", "train.val_every=1000", "train.ckpt_every=1000", "train.deblur_samples=false",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads spin against other jobs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory, asl_clips):
+    """Blurry set: 6 frames of one ASL clip; sharp set: 6 of another (96x128, real footage)."""
+    root = tmp_path_factory.mktemp("frames")
+    for clip, label in ((asl_clips[0], "blurry"), (asl_clips[1], "sharp")):
+        for i, _t, img in iter_video_frames(clip, step=8, max_frames=6):
+            write_image(root / label / f"{clip.stem}_{i:03d}.png", cv2.resize(img, (128, 96), interpolation=cv2.INTER_AREA))
+    return root / "blurry", root / "sharp"
+
+
+# ----------------------------------------------------------------------------- presets and config
+
+def test_presets_exist_and_hold_the_papers_numbers():
+    assert {"paper", "reference-code", "cpu-quick"} <= set(list_presets("translator"))
+    p = load_translator_config("paper")
+    assert isinstance(p, TranslatorConfig)
+    assert p.model.generator == "mimo-unet" and p.model.multiscale_d
+    assert p.loss.gan_mode == "vanilla" and p.loss.vgg_arch == "vgg19"
+    assert p.loss.lambda_rec == 0.8 and p.loss.lambda_grad == 0.005
+    assert p.data.batch == 16 and p.data.crop == 256
+    assert p.schedule.iters == 1_000_000 and p.schedule.decay_start == 0.5  # constant for 500K, then linear
+    assert p.curriculum.enabled and p.curriculum.start_fraction == 0.5
+    assert p.curriculum.grow_start * p.schedule.iters == 200_000
+    assert p.loss.rec_scales == "mean"  # Eq. 5's 1/M
+    assert p.known == "kernels"
+
+    r = load_translator_config("reference-code")
+    assert r.loss.gan_mode == "hinge" and r.loss.lambda_grad == 1e-4 and r.loss.vgg_arch == "vgg16"
+    assert r.loss.vgg_layers == ["relu2_2", "relu3_3", "relu4_1", "relu4_3", "conv5_1"]
+    assert r.loss.vgg_layer_weights == [1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0]
+    assert r.data.batch == 1 and r.optim.lr_g == 2e-4 and tuple(r.optim.betas_g) == (0.5, 0.999)
+    assert not r.curriculum.enabled
+
+    q = load_translator_config("cpu-quick")
+    assert q.model.generator == "mimo-unet-lite" and q.schedule.iters <= 5000
+    assert q.loss.lambda_rec == 0.8 and q.loss.lambda_grad == 0.005
+
+
+def test_unknown_override_key_fails_naming_the_key():
+    with pytest.raises(ConfigError, match=r"loss\.lambda_recc"):
+        load_translator_config("paper", ["loss.lambda_recc=1.0"])
+    with pytest.raises(ConfigError, match=r"loss\.gan_mode"):
+        load_translator_config("paper", ["loss.gan_mode=wgan"])
+    with pytest.raises(ConfigError, match="vgg_layer_weights"):
+        load_translator_config("paper", ["loss.vgg_layers=[relu1_1]"])
+
+
+def test_overrides_iters_and_known_apply():
+    c = load_translator_config("cpu-quick", ["data.batch=2", "loss.lambda_rec=1.5"], iters=77, known="kernels-uniform")
+    assert c.data.batch == 2 and c.loss.lambda_rec == 1.5 and c.schedule.iters == 77 and c.known == "kernels-uniform"
+
+
+def test_curriculum_fraction_over_the_run():
+    c = CurriculumConfig(enabled=True, start_fraction=0.5, grow_start=0.2, grow_end=0.5)
+    n = 1_000_000
+    assert curriculum_fraction_at(0, n, c) == 0.5
+    assert curriculum_fraction_at(199_999, n, c) == 0.5
+    assert curriculum_fraction_at(350_000, n, c) == pytest.approx(0.75)
+    assert curriculum_fraction_at(500_000, n, c) == 1.0 and curriculum_fraction_at(999_999, n, c) == 1.0
+    off = CurriculumConfig(enabled=False)
+    assert curriculum_fraction_at(0, n, off) == 1.0
+
+
+def test_too_small_crop_for_the_discriminator_is_a_clear_error(frames, tmp_path):
+    with pytest.raises(ConfigError, match="too small"):
+        train_translator(*frames, tmp_path / "run", "cpu-quick", TINY + ["model.discriminator_kwargs={n_layers: 3}"],
+                         iters=1, progress=False)
+
+
+# ----------------------------------------------------------------------------- real training
+
+@pytest.fixture(scope="module")
+def trained(frames, tmp_path_factory):
+    """30 seeded steps; λ_rec raised so the reconstruction term dominates G's loss at the start."""
+    out = tmp_path_factory.mktemp("run")
+    metrics: list[dict] = []
+    over = TINY + [
+        "model.generator_kwargs={base_channel: 8, num_res: 1, zero_init_output: false}",
+        "loss.lambda_rec=10", "curriculum.enabled=false", "optim.lr_g=1e-3", "optim.lr_d=1e-3", "train.seed=0",
+    ]
+    torch.manual_seed(0)
+    path = train_translator(*frames, out, "cpu-quick", over, iters=30, progress=False,
+                            on_step=lambda s, m: metrics.append(m))
+    return path, metrics
+
+
+def test_training_steps_lower_d_and_g_losses(trained):
+    path, m = trained
+    assert len(m) == 30
+    for key in ("loss_d", "loss_g", "rec", "gp"):
+        assert all(math.isfinite(x[key]) for x in m), key
+    first = {k: np.mean([x[k] for x in m[:5]]) for k in ("loss_d", "loss_g", "rec")}
+    last = {k: np.mean([x[k] for x in m[-5:]]) for k in ("loss_d", "loss_g", "rec")}
+    assert last["loss_d"] < first["loss_d"] - 0.02, (first, last)
+    assert last["loss_g"] < first["loss_g"] - 0.03, (first, last)
+    assert last["rec"] < 0.5 * first["rec"], (first, last)
+    # the schedule: constant LR for the first half, then linear decay towards zero
+    assert m[0]["lr"] == pytest.approx(1e-3) and m[14]["lr"] == pytest.approx(1e-3)
+    assert m[-1]["lr"] == pytest.approx(1e-3 * (1 - 14 / 15))
+
+
+def test_run_folder_holds_weights_log_plot_and_samples(trained):
+    path, _ = trained
+    run = path.parent
+    assert path.name == "translator.safetensors" and path.is_file()
+    assert (run / "log.csv").is_file() and (run / "losses.png").stat().st_size > 1000
+    assert (run / "config.yaml").is_file()
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["step_00000030.png"]
+    from b2b_train.checkpoint import read_meta
+
+    meta = read_meta(path)
+    assert meta["net"] == "mimo-unet" and meta["config"]["loss"]["lambda_rec"] == 10
+    prov = meta["provenance"]
+    assert prov["steps"] == 30 and prov["world_size"] == 1 and prov["vgg_weights"] == "random"
+    assert prov["n_blurry"] + prov["n_val"] >= 6 and prov["n_sharp"] == 6
+
+
+def test_load_translator_gives_full_resolution_only(trained, kodak_images):
+    from b2b_train.data.io import read_image, to_tensor
+    from b2b_train.nets import registry
+
+    path, _ = trained
+    t = load_translator(path)
+    assert not t.training
+    x = to_tensor(read_image(kodak_images[1])[:70, :90])[None]  # odd-ish size, not a multiple of 4
+    with torch.no_grad():
+        y = t(x)
+        full = t.net(x)[-1]
+    assert y.shape == x.shape and torch.equal(y, full)
+    net, _ = registry.load_from_file(path)
+    with torch.no_grad():
+        assert torch.equal(net(x)[-1], y)
+    assert not torch.equal(y, x)  # trained from random init: not the identity
