@@ -52,8 +52,9 @@ class Stream:
     """Iterator / context manager over :class:`StreamFrame`; see the module docstring."""
 
     def __init__(self, pipeline: Pipeline, callback: Callable[[StreamFrame], object] | None = None,
-                 buffer: int = 2):
+                 buffer: int = 2, owns_engine: bool = False):
         self.pipeline = pipeline
+        self._owns_engine = owns_engine
         self.callback = callback
         policy = "latest" if getattr(pipeline.source, "live", False) else "block"
         self._slot = Slot(max(1, int(buffer)), policy, "app")
@@ -79,6 +80,12 @@ class Stream:
             self._report = self.pipeline.report()
         finally:
             self._slot.close()
+            close = getattr(self.pipeline.engine, "close", None)
+            if self._owns_engine and callable(close):
+                try:
+                    close()
+                except Exception:
+                    pass
 
     # -- iteration
     def __iter__(self):
@@ -181,6 +188,7 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
     source = open_source(camera, width, height, fps, realtime=realtime, loop=loop,
                          stall_timeout=cfg.stall_timeout_s, reconnect_timeout=cfg.reconnect_timeout_s)
     tracker = None
+    owns_engine = engine is None
     try:
         if engine is None:
             engine = make_engine(profile, backend, precision, device, (source.width, source.height), home=home)
@@ -191,4 +199,4 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
             tracker.close()
         raise
     pipe = Pipeline(source, engine, tracker, sinks, max_frames=max_frames, config=cfg, status=False)
-    return Stream(pipe, callback=callback)
+    return Stream(pipe, callback=callback, owns_engine=owns_engine)

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from b2b_train.errors import B2BError, CheckpointError
+from b2b_train.errors import B2BError
 
-from .fuse import DEFAULT_MULTIPLE, FusedDeblur, example_frames, net_multiple
+from .fuse import FusedDeblur, example_frames, net_multiple
 
 __all__ = [
     "Engine",
@@ -181,14 +181,18 @@ class TorchEngine(Engine):
         self._pinned: torch.Tensor | None = None
         self._cuda = self.torch_device.type == "cuda"
 
-    def _to_device(self, frames: np.ndarray) -> torch.Tensor:
+    def _pinned_copy(self, frames: np.ndarray) -> torch.Tensor:
+        """The frames in a reused page-locked host buffer (fast, asynchronous upload)."""
         x = torch.from_numpy(frames)
-        if not self._cuda:
-            return x
         if self._pinned is None or self._pinned.shape != x.shape:
             self._pinned = torch.empty(x.shape, dtype=torch.uint8).pin_memory()
         self._pinned.copy_(x)
-        return self._pinned.to(self.torch_device, non_blocking=True)
+        return self._pinned
+
+    def _to_device(self, frames: np.ndarray) -> torch.Tensor:
+        if not self._cuda:
+            return torch.from_numpy(frames)
+        return self._pinned_copy(frames).to(self.torch_device, non_blocking=True)
 
     def _capture(self, shape) -> None:
         dev = self.torch_device
@@ -208,7 +212,7 @@ class TorchEngine(Engine):
         if self.mode in ("cudagraphs", "compile+cudagraphs") and self._cuda:
             if self._graph is None or tuple(self._static_in.shape) != frames.shape:
                 self._capture(frames.shape)
-            self._static_in.copy_(self._to_device(frames), non_blocking=True)
+            self._static_in.copy_(self._pinned_copy(frames), non_blocking=True)
             self._graph.replay()
             return self._static_out.cpu().numpy()
         with torch.inference_mode():
@@ -381,7 +385,9 @@ def _digest(net: nn.Module | None) -> str | None:
         return None
     from b2b_train.checkpoint import state_dict_digest
 
-    return f"{type(net).__qualname__}:{state_dict_digest(net)}"
+    # standard strides first: channels-last weights with size-1 dims break a byte view of the tensor
+    state = {k: v.detach().to("cpu").clone(memory_format=torch.contiguous_format) for k, v in net.state_dict().items()}
+    return f"{type(net).__qualname__}:{state_dict_digest(state)}"
 
 
 # ----------------------------------------------------------------------------- profile + networks
@@ -605,7 +611,46 @@ def _read_manifest(slot: _Slot, key: dict) -> tuple[dict | None, str]:
         return None, f"engine file {slot.file.name} is missing"
     if slot.file.stat().st_size != man.get("bytes") or _sha256(slot.file) != man.get("sha256"):
         return None, f"engine file {slot.file.name} does not match its manifest (corrupt or replaced)"
+    import hmac
+
+    if not hmac.compare_digest(str(man.get("signature", "")), _signature(man["sha256"], key)):
+        return None, f"{slot.manifest.name} is not signed by this user's key (copied or edited)"
     return man, ""
+
+
+def _signing_key() -> bytes:
+    """This user's secret for signing engine manifests (``$B2B_CACHE/engine-signing.key``, mode 600).
+
+    An exported program is deserialised with pickle, so a file is loaded only if its manifest
+    carries our HMAC over (file SHA-256, key): a file and manifest written by anyone without this
+    secret (copied from elsewhere, dropped into engines/, edited) are rebuilt instead of loaded.
+    """
+    root = Path(os.environ.get("B2B_CACHE") or Path.home() / ".cache" / "b2b")
+    path = root / "engine-signing.key"
+    try:
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data
+    except FileNotFoundError:
+        pass
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+    except FileExistsError:  # another process made it first
+        pass
+    data = path.read_bytes()
+    if len(data) < 32:
+        raise B2BError(f"{path}: engine signing key is damaged; delete it (engines will be rebuilt)")
+    return data
+
+
+def _signature(sha256: str, key: dict) -> str:
+    import hmac
+
+    msg = (sha256 + "\n" + json.dumps(key, sort_keys=True)).encode()
+    return hmac.new(_signing_key(), msg, hashlib.sha256).hexdigest()
 
 
 def _remove(slot: _Slot) -> None:
@@ -655,7 +700,8 @@ def _cached(slot: _Slot, key: dict, build: Callable[[Path], dict], load: Callabl
         "key": key,
         "file": slot.file.name,
         "bytes": slot.file.stat().st_size,
-        "sha256": _sha256(slot.file),
+        "sha256": (digest := _sha256(slot.file)),
+        "signature": _signature(digest, key),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(seconds, 3),
         **(extra or {}),
@@ -682,6 +728,8 @@ class _Plan:
 def _plan(backend: str, precision: str, device: torch.device, torch_mode: str) -> _Plan:
     if backend not in BACKENDS:
         raise B2BError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
     if precision not in PRECISIONS:
         raise B2BError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     if torch_mode not in TORCH_MODES:
@@ -753,7 +801,8 @@ def get_engine(
     Args:
         profile: profile name or object; ``None`` runs the shipped default deblurrer alone.
         backend: ``auto`` | ``tensorrt`` | ``torch`` | ``onnxruntime``.
-        precision: ``fp32`` | ``fp16`` | ``bf16`` (half precisions on CUDA only; fp32 on the CPU).
+        precision: ``fp32`` | ``fp16`` | ``bf16`` | ``auto`` (fp16 on CUDA, fp32 on the CPU); half
+            precisions run on CUDA only (the CPU runs fp32 and says so in ``info["note"]``).
         device: ``auto`` | ``cpu`` | ``cuda[:N]``.
         size: the camera's frame size ``(W, H)`` (or ``"WxH"``); static-shape engines are built for it.
         translator, deblurrer: explicit networks (override the profile's / the shipped default);
@@ -822,6 +871,19 @@ def get_engine(
             plan = _Plan("torch", "CPU, no frame size given: torch eager (any size)", plan.precision, plan.mode)
         if plan.backend == "auto-cpu":
             res, why = _auto_cpu(one, plan, edir, common, bool(cache and not rebuild), say)
+        elif plan.backend == "tensorrt" and backend == "auto":
+            try:
+                res = one("tensorrt", None, plan.precision)
+                why = plan.why
+            except B2BError:
+                raise
+            except Exception as e:  # a TensorRT build failure must not leave auto without an engine
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                mode = DEFAULT_TORCH_CUDA_MODE if torch_mode == "auto" else torch_mode
+                say(f"tensorrt build failed ({type(e).__name__}: {first}); falling back to torch ({mode})")
+                notes.append(f"tensorrt build failed: {first}")
+                res = one("torch", mode, plan.precision)
+                why = f"CUDA device; torch-tensorrt failed to build this model, so torch ({mode})"
         else:
             res = one(plan.backend, plan.mode, plan.precision)
             why = plan.why

@@ -17,8 +17,6 @@ which is what channels-last convolutions want anyway.
 from __future__ import annotations
 
 import math
-from typing import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -199,10 +197,3 @@ def example_frames(n: int, height: int, width: int, seed: int = 0) -> torch.Tens
                       ((yy * 7).floor() + (xx * 9).floor()).remainder(2).expand(n, height, width, 1)], dim=-1)
     noise = torch.rand(n, height, width, 3, generator=g) * 0.2
     return ((base * 0.8 + noise).clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def as_frames_batch(frames: Sequence | torch.Tensor) -> torch.Tensor:  # pragma: no cover - helper
-    """Stack HxWx3 uint8 arrays/tensors into (N, H, W, 3)."""
-    if isinstance(frames, torch.Tensor):
-        return frames if frames.dim() == 4 else frames.unsqueeze(0)
-    return torch.stack([torch.as_tensor(f) for f in frames])

@@ -238,9 +238,10 @@ def _open_fds() -> int | None:
 
 
 def _pct(values, q) -> float | None:
-    if not values:
+    vals = list(values)  # one C-level copy: safe while a stage thread appends to the deque
+    if not vals:
         return None
-    return round(float(np.percentile(np.fromiter(values, dtype=np.float64), q)), 2)
+    return round(float(np.percentile(np.asarray(vals, dtype=np.float64), q)), 2)
 
 
 class Pipeline:
@@ -389,7 +390,7 @@ class Pipeline:
 
     def fps(self) -> float:
         """Output frames per second over the last ~120 frames."""
-        t = self._out_times
+        t = list(self._out_times)
         if len(t) < 2 or t[-1] <= t[0]:
             return 0.0
         return (len(t) - 1) / (t[-1] - t[0])
@@ -446,6 +447,7 @@ class Pipeline:
             import sys
 
             show_status = sys.stderr.isatty()
+        old_handlers = self._install_signal_handlers()
         try:
             if show_status:
                 from rich.console import Console
@@ -461,7 +463,10 @@ class Pipeline:
         except BaseException as e:  # a sink failed (disk full...): stop, close everything, re-raise
             self._fail(e, "output")
         finally:
-            self._shutdown(live)
+            try:
+                self._shutdown(live)
+            finally:
+                self._restore_signal_handlers(old_handlers)
         report = self.report()
         if self.report_path is not None:
             tmp = self.report_path.with_name(self.report_path.name + ".tmp")
@@ -474,7 +479,7 @@ class Pipeline:
     def _output_loop(self, live) -> None:
         last_status = 0.0
         interval = self.cfg.status_interval_s
-        while True:
+        while not self._stop.is_set():
             item = self.q_out.get(timeout=interval)
             now = time.monotonic()
             if live is not None and now - last_status >= interval:
@@ -509,6 +514,41 @@ class Pipeline:
                 break
             if self._stop.is_set():
                 break
+        if self._stop.is_set():
+            self.stop()  # e.g. a signal asked to stop: abort the queues and wake every stage
+
+    # Ctrl-C / SIGTERM while running in the main thread: ask the output loop to stop between two
+    # frames (an exception raised in the middle of a sink could leave a frame half written); a
+    # second signal interrupts at once.
+    def _install_signal_handlers(self) -> dict:
+        import signal
+
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+
+        def handler(signum, frame):
+            if self._stop.is_set():
+                raise KeyboardInterrupt
+            self.end_reason = self.end_reason or f"interrupted ({signal.Signals(signum).name})"
+            self._stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):  # pragma: no cover - not allowed here
+                pass
+        return old
+
+    @staticmethod
+    def _restore_signal_handlers(old: dict) -> None:
+        import signal
+
+        for sig, h in old.items():
+            try:
+                signal.signal(sig, h)
+            except (ValueError, OSError, TypeError):  # pragma: no cover
+                pass
 
     def _shutdown(self, live) -> None:
         for th in self._threads:
@@ -560,7 +600,7 @@ class Pipeline:
         except Exception:
             pass
         dropped_by = {q.name: q.dropped for q in (self.q_infer, self.q_track, self.q_out) if q is not None}
-        lat = self._lat
+        lat = list(self._lat)
         return {
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
@@ -578,6 +618,10 @@ class Pipeline:
             },
             "stages_ms": stages,
             "stages_ms_p95": stages_p95,
+            "stage_notes": {
+                "capture": "wait for the source's next frame (about one frame interval for a live camera)",
+                "output": "writing every sink (video encode, JSONL, window, callback)",
+            },
             "backend": getattr(eng, "backend", "?"),
             "device": str(getattr(eng, "device", "?")),
             "precision": getattr(eng, "precision", None),

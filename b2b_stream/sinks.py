@@ -169,8 +169,9 @@ class VideoSink(Sink):
         try:
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
-        except Exception as e:  # disk full etc.
-            raise B2BError(f"writing {self.path} failed: {e}") from None
+        except Exception as e:  # disk full, file-size limit...
+            why = getattr(e, "strerror", None) or str(e)
+            raise B2BError(f"writing {self.path} failed after {self.frames} frames ({why})") from None
         self.frames += 1
 
     def close(self) -> None:
@@ -305,7 +306,7 @@ class WindowSink(Sink):
     name = "window"
 
     def __init__(self, title: str = "b2b-stream", stats: Callable[[], list[str]] | None = None,
-                 draw: bool = True, max_width: int = 1600):
+                 draw: bool = True, max_width: int = 1600, labels: tuple[str, str] = ("camera", "deblurred")):
         ok, why = display_available()
         if not ok:
             raise B2BError(f"--show needs a display: {why}; use --out FILE.mp4 to save the result instead")
@@ -315,6 +316,7 @@ class WindowSink(Sink):
         self.stats = stats
         self.draw = draw
         self.max_width = max_width
+        self.labels = labels
         try:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
         except cv2.error as e:
@@ -326,7 +328,16 @@ class WindowSink(Sink):
         from .tracking import draw_hands
 
         right = draw_hands(item.image, item.hands) if (self.draw and item.hands) else item.image
-        img = side_by_side(item.raw, right)
+        img = np.ascontiguousarray(side_by_side(item.raw, right))
+        labels = getattr(self, "labels", None)
+        if labels:
+            import cv2
+
+            h, w = item.raw.shape[:2]
+            scale = max(0.4, min(1.0, h / 720.0))
+            for x0, text in ((0, labels[0]), (w, labels[1])):
+                cv2.putText(img, text, (x0 + 8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+                cv2.putText(img, text, (x0 + 8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
         if self.stats is not None:
             img = draw_stats(np.ascontiguousarray(img), self.stats())
         return img

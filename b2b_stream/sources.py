@@ -575,8 +575,9 @@ class Source:
         """The next frame (live: the newest one not yet returned), or None at the end."""
         if self._closed:
             return None
-        if self._pending is not None:
+        if self._pending is not None:  # read at open to learn the size: stamp it now it is handed out
             frame, self._pending = self._pending, None
+            frame = Frame(frame.index, time.monotonic(), frame.image)
         elif self.live:
             frame = self._read_live()
         else:
@@ -622,7 +623,7 @@ class Source:
             "stalls": self.stalls,
             "reconnects": self.reconnects,
             "end_reason": self.end_reason,
-            "events": [e["message"] for e in self.events],
+            "events": [e["message"] for e in list(self.events)],
         }
 
     def describe(self) -> str:
@@ -868,7 +869,7 @@ def list_cameras(max_index: int = 10) -> list[dict]:
     found = []
     for i in candidates:
         try:
-            src = open_source(i)
+            src = open_source(i, first_frame_timeout=2.0)
         except Exception:
             continue
         try:

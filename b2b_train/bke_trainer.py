@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .blur.bke_transfer import PairedImages, pair_folders
 from .config import dump_yaml, load_config, to_dict
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 
 __all__ = ["BKEConfig", "train_bke", "charbonnier", "cosine_restarts", "sample_batch"]
 

@@ -349,7 +349,7 @@ def state_dict_digest(module_or_state: torch.nn.Module | Mapping[str, torch.Tens
     state = module_or_state.state_dict() if isinstance(module_or_state, torch.nn.Module) else module_or_state
     h = hashlib.sha256()
     for k in sorted(state):
-        t = state[k].detach().to("cpu").contiguous()
+        t = state[k].detach().to("cpu").clone(memory_format=torch.contiguous_format).reshape(-1)
         h.update(k.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(str(t.dtype).encode())

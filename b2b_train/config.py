@@ -196,7 +196,7 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"config {prefix or cls.__name__}: {e}") from None
+        raise ConfigError(f"config {prefix.rstrip('.') or cls.__name__}: {e}") from None
     return obj
 
 

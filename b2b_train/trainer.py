@@ -33,7 +33,6 @@ import os
 import platform
 import shutil
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -198,6 +197,7 @@ class TrainConfig:
     max_rollbacks: int = 5          # NaN/Inf guard: give up after this many rollbacks
     rollback_lr_factor: float = 0.5
     deblur_samples: bool = True     # add the shipped deblurrer's output to the sample grids
+    threads: int = 0                # torch.set_num_threads on the CPU (0 = leave torch's default)
 
 
 @dataclass
@@ -402,9 +402,13 @@ class _Dist:
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.owns_group = False
         self.enabled = self.world > 1
+        self.device = device
         if self.enabled:
             import torch.distributed as dist
 
+            if device.type == "cuda":  # one GPU per process, chosen before NCCL starts
+                self.device = torch.device("cuda", self.local_rank % max(1, torch.cuda.device_count()))
+                torch.cuda.set_device(self.device)
             if not dist.is_initialized():
                 backend = "nccl" if device.type == "cuda" else "gloo"
                 dist.init_process_group(backend=backend)
@@ -464,7 +468,10 @@ class _Dist:
         if self.enabled:
             import torch.distributed as dist
 
-            dist.barrier()
+            if self.device.type == "cuda":
+                dist.barrier(device_ids=[self.device.index or 0])
+            else:
+                dist.barrier()
 
     def close(self) -> None:
         if self.owns_group:
@@ -504,9 +511,7 @@ class TranslatorTrainer:
         self.on_step = on_step
         self.device = pick_device(cfg.train.device)
         self.dist = _Dist(self.device)
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank % max(1, torch.cuda.device_count()))
-            torch.cuda.set_device(self.device)
+        self.device = self.dist.device
         self.main = self.dist.main
         if fresh and self.main:
             self._clear_outputs()
@@ -541,6 +546,10 @@ class TranslatorTrainer:
         if cfg.data.crop < 16 or cfg.data.crop % 4:
             raise ConfigError(f"data.crop must be a multiple of 4 and >= 16, got {cfg.data.crop}")
         set_seed(cfg.train.seed)
+        if self.device.type == "cpu" and cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
         self.G = _build_generator(cfg).to(self.device)
         self.D = _build_discriminator(cfg).to(self.device)
         self._check_d_fits()

@@ -7,7 +7,8 @@ on ``PYTHONPATH`` (``benchmarks/gpu.sh`` sets it). Times fused fp16 MIMO-UNet + 
     eager fp32 (the baseline), eager fp16, eager fp16 channels-last, autocast fp16, one CUDA graph,
     torch.compile (default, reduce-overhead, max-autotune-no-cudagraphs, compile + CUDA graph),
     onnxruntime CUDA provider (if onnxruntime-gpu is installed), tensorrt (if torch-tensorrt is),
-    and b2b's own get_engine(backend="auto") path end to end at a small size (build, cache hit, check).
+    and b2b's own get_engine(backend="auto") path end to end (tiny variants of the same networks at
+    320x240: build, cache hit, check against eager fp32).
 
 Each variant reports fps end to end (uint8 numpy frame in, uint8 numpy frame out, what an app sees)
 and on the device (uint8 tensor already on the GPU), the ratio to eager fp32, and how its output
@@ -185,6 +186,7 @@ def _variant(name: str, tr, db, m: int, size, workdir: Path, args) -> dict:
         from b2b_stream.engines import get_engine
 
         small = tuple(args.api_size)
+        tr, db, _ = _build_nets(args.translator, args.deblurrer, tiny=True)  # the code path, not the speed
         msgs: list[str] = []
         home = workdir / "home"
         t0 = time.perf_counter()
@@ -327,7 +329,7 @@ def _markdown(env: dict, rows: list[dict], args, total_s: float) -> str:
         )
     api = next((r for r in rows if r.get("variant") == "get_engine-auto"), None)
     if api:
-        lines += ["", f"b2b `get_engine(backend='auto', precision='fp16', device='{args.device}')`: " + (
+        lines += ["", f"b2b `get_engine(backend='auto', precision='fp16', device='{args.device}')` (tiny nets): " + (
             f"{api.get('backend')} ({api.get('mode')}) at {api.get('size')}: first call {api.get('first_call_s')} s "
             f"({api.get('cache_first')}), second {api.get('second_call_s')} s ({api.get('cache_second')}), "
             f"{api.get('fps_e2e', 0):.1f} fps, check {api.get('check')}; why: {api.get('why')}"

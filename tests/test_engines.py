@@ -118,8 +118,9 @@ def test_cache_hit_miss_stale_and_corrupt(nets, frames, b2b_home):
     assert get_engine(None, deblurrer=db2, say=say, **kw).info["cache"] == "hit"
 
 
-def test_tampered_file_is_never_deserialised(tmp_path):
-    """The SHA-256 in the manifest is checked before load() sees the file (exported programs unpickle)."""
+def test_tampered_file_is_never_deserialised(tmp_path, monkeypatch):
+    """Hash and signature are checked before load() sees the file (exported programs unpickle)."""
+    monkeypatch.setenv("B2B_CACHE", str(tmp_path / "cache"))
     slot = engines._Slot(tmp_path, "tensorrt-fp16-cuda-64x48", ".ep")
     key = {"backend": "tensorrt", "size": [64, 48]}
     loaded, built = [], []
@@ -144,6 +145,18 @@ def test_tampered_file_is_never_deserialised(tmp_path):
     res = engines._cached(slot, key, build, load, True, say)
     assert res.status == "built" and loaded == [b"trusted engine bytes"]  # only the rebuilt file was loaded
     assert not list(tmp_path.glob(".*.building*"))
+    # a forger who also rewrites the manifest's hash and size still lacks this user's signing key
+    evil = b"malicious pickle, manifest edited to match"
+    slot.file.write_bytes(evil)
+    man = json.loads(slot.manifest.read_text())
+    man.update(sha256=engines._sha256(slot.file), bytes=len(evil))
+    slot.manifest.write_text(json.dumps(man))
+    loaded.clear()
+    msgs: list[str] = []
+    res = engines._cached(slot, key, build, load, True, msgs.append)
+    assert res.status == "built" and loaded == [b"trusted engine bytes"], msgs
+    assert any("not signed" in m for m in msgs), msgs
+    assert oct((tmp_path / "cache" / "engine-signing.key").stat().st_mode & 0o777) == "0o600"
 
 
 def test_tensorrt_missing_or_without_cuda_is_a_clear_error(nets, b2b_home):

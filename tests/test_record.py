@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,9 @@ import pytest
 
 from b2b_stream.cli import main
 from b2b_stream.profile import Profile
-from b2b_stream.record import read_clip_frames
+from b2b_stream.record import CODECS, pick_codec, read_clip_frames
+
+pytestmark = pytest.mark.timeout(180)  # a hang fails with stacks instead of stalling CI
 
 
 def _decode(path) -> list[np.ndarray]:
@@ -29,7 +32,7 @@ def clip(asl_clips) -> Path:
     return next(p for p in asl_clips if p.stem == "milk")
 
 
-@pytest.mark.parametrize("codec", ["ffv1", "x264rgb"])
+@pytest.mark.parametrize("codec", ["auto", "ffv1", "x264rgb"])
 def test_record_from_file_is_bit_exact_with_metadata(b2b_home, clip, codec, capsys):
     main(["record", "--camera", str(clip), "--label", "blurry", "--profile", "desk", "--no-preview", "--codec", codec])
     prof = Profile.open("desk")
@@ -45,7 +48,7 @@ def test_record_from_file_is_bit_exact_with_metadata(b2b_home, clip, codec, caps
     assert meta["label"] == "blurry" and meta["camera"] == str(clip)
     assert (meta["width"], meta["height"]) == (640, 480) and meta["fps"] == pytest.approx(30.0)
     assert meta["frames"] == len(src) and meta["complete"] is True and meta["stopped_early"] is False
-    assert meta["lossless"] is True and meta["codec"] == {"ffv1": "ffv1", "x264rgb": "libx264rgb"}[codec]
+    assert meta["lossless"] is True and meta["codec"] == CODECS[pick_codec(codec)][0]
     assert "exposure" in meta
     assert meta["seconds"] == pytest.approx(len(src) / 30.0, abs=0.05)
     # the clip's timestamps keep the source's pace
@@ -106,7 +109,7 @@ def test_kill9_during_record_leaves_a_playable_clip(tmp_path):
     home = tmp_path / "home"
     proc = _start_record(home)
     try:
-        path = _wait_for_frames(home, proc, min_bytes=3_000_000)  # ~20+ FFV1 frames of 640x480
+        path = _wait_for_frames(home, proc, min_bytes=3_000_000)  # ~20 lossless 640x480 frames
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -149,3 +152,44 @@ def test_record_rejects_bad_profile_names_and_labels(tmp_path):
     r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "record", "--camera", "demo", "--label", "fuzzy"],
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "fuzzy" in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
+def test_record_with_preview_window_under_xvfb(tmp_path):
+    r_fd, w_fd = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w_fd), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                            pass_fds=[w_fd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w_fd)
+    try:
+        with os.fdopen(r_fd) as f:
+            disp = ":" + f.readline().strip()
+        env = dict(os.environ, DISPLAY=disp, QT_QPA_PLATFORM="xcb", B2B_HOME=str(tmp_path))
+        r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "record", "--camera", "demo", "--label", "sharp",
+                            "--profile", "pv", "--seconds", "1", "--countdown", "0.5"],
+                           capture_output=True, text=True, timeout=120, env=env)
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+    assert r.returncode == 0, r.stderr
+    assert "no preview" not in r.stderr  # the window opened
+    (clip,) = Profile.open("pv", home=tmp_path).clips("sharp")
+    assert len(read_clip_frames(clip)) >= 15
+
+
+def test_full_disk_during_record_is_one_clear_error_and_keeps_the_clip(tmp_path, clip):
+    import resource
+
+    def small_files():  # every file this process writes is capped at 2 MB, as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
+
+    env = dict(os.environ, B2B_HOME=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "record", "--camera", str(clip), "--label", "blurry",
+                        "--profile", "full", "--no-preview"], capture_output=True, text=True, timeout=120, env=env,
+                       preexec_fn=small_files)
+    assert r.returncode == 2
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "failed after" in err[0] and "Traceback" not in r.stderr
+    (path,) = Profile.open("full", home=tmp_path).clips("blurry")
+    assert len(_decode(path)) >= 5  # what was written before the disk filled up still plays
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["complete"] is False and "failed after" in meta["error"]

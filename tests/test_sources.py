@@ -14,6 +14,8 @@ import pytest
 
 from b2b_stream.sources import Frame, SimulatedCamera, SourceError, demo_path, open_source
 
+pytestmark = pytest.mark.timeout(180)  # a hang fails with stacks instead of stalling CI
+
 
 def _decode_all(path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
@@ -225,3 +227,30 @@ def test_camera_that_never_delivers_is_an_error(milk_frames):
     with pytest.raises(SourceError, match="delivered no frame"):
         open_source("sim", opener=opener, stall_timeout=0.3, reconnect_timeout=0.5, first_frame_timeout=1.0)
     assert time.monotonic() - t0 < 3.0
+
+
+def test_sources_command_lists_and_probes(milk):
+    import json as _json
+
+    r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "sources", str(milk), "--width", "320", "--height",
+                        "240", "--seconds", "0.5", "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    info = _json.loads(r.stdout)
+    assert info["requested"]["width"] == 320 and info["native"]["width"] == 640
+    assert info["delivered"]["width"] == 320 and info["read_frames"] > 0
+    r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "sources"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "demo:" in r.stdout
+
+
+def test_pyav_live_capture_reads_and_reopens_at_the_end_of_a_stream(milk):
+    """The PyAV input used for `pyav:0` / URLs, fed a file: frames flow, and the end of the stream is a stall
+    that gets reopened (as a network stream that drops would be)."""
+    from b2b_stream.sources import _AvLiveCapture
+
+    src = open_source("pyav-file", opener=lambda: _AvLiveCapture(str(milk), None, {}), stall_timeout=0.3,
+                      reconnect_timeout=3.0)
+    with src:
+        frames = [src.read() for _ in range(60)]
+        info = src.info()
+    assert all(f is not None and f.image.shape == (480, 640, 3) for f in frames)
+    assert info["reconnects"] >= 1 and info["properties"]["backend"] == "pyav-stream"

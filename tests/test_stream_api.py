@@ -11,6 +11,8 @@ import pytest
 import b2b_stream
 from b2b_stream.api import StreamFrame
 
+pytestmark = pytest.mark.timeout(180)  # a hang fails with stacks instead of stalling CI
+
 
 @pytest.fixture(scope="module")
 def milk(asl_clips):

@@ -9,6 +9,8 @@ import pytest
 
 from b2b_stream.profile import LABELS, Profile, ProfileError, home, list_profiles, validate_name
 
+pytestmark = pytest.mark.timeout(180)  # a hang fails with stacks instead of stalling CI
+
 
 @pytest.mark.parametrize("name", ["desk", "cam-0", "Logitech_C920.v2", "a", "9" * 64])
 def test_valid_names(name):

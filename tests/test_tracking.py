@@ -17,6 +17,8 @@ from b2b_stream import tracking
 from b2b_stream.tracking import HandTracker, draw_hands, resolve_hand_model
 from b2b_train.errors import B2BError
 
+pytestmark = pytest.mark.timeout(180)  # a hang fails with stacks instead of stalling CI
+
 
 def _frames(path, n=None):
     with av.open(str(path)) as c:

@@ -174,3 +174,21 @@ def test_load_translator_gives_full_resolution_only(trained, kodak_images):
     with torch.no_grad():
         assert torch.equal(net(x)[-1], y)
     assert not torch.equal(y, x)  # trained from random init: not the identity
+
+
+def test_load_translator_reads_a_released_style_pth(trained, tmp_path):
+    """A plain ``module.``-prefixed state dict (as the released latest_net_G.pth) loads too."""
+    from b2b_train.errors import CheckpointError
+    from b2b_train.nets import registry
+
+    full = registry.build("mimo-unet")
+    torch.save({f"module.{k}": v for k, v in full.state_dict().items()}, tmp_path / "latest_net_G.pth")
+    t = load_translator(tmp_path / "latest_net_G.pth")
+    x = torch.rand(1, 3, 32, 36)
+    with torch.no_grad():
+        assert torch.equal(t(x), full.eval()(x)[-1])
+    with pytest.raises(CheckpointError, match="not found"):
+        load_translator(tmp_path / "missing.safetensors")
+    ckpt = next((trained[0].parent / "checkpoints").glob("ckpt_*.safetensors"))
+    with pytest.raises(CheckpointError, match="training checkpoint"):
+        load_translator(ckpt)

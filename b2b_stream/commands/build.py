@@ -61,7 +61,8 @@ def build(profile_name, backend, precision, size, device, torch_mode, deblurrer,
     The engine takes uint8 RGB frames of one size and returns deblurred uint8 frames; everything in
     between (scaling, padding, both networks, rounding) runs on the device. A cached engine is
     reused only if its manifest matches (network hashes, backend, precision, device, size and
-    versions) and its file's SHA-256 is intact; otherwise it is rebuilt and the reason printed.
+    versions), its file's SHA-256 is intact and the manifest carries this user's signature;
+    otherwise it is rebuilt and the reason printed.
     Prints the backend chosen and why, the file, the time taken and a check against the eager
     fp32 module.
 

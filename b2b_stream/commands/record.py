@@ -60,8 +60,8 @@ class Preview:
 @click.option("--width", type=click.IntRange(min=1), default=None, help="Requested frame width.")
 @click.option("--height", type=click.IntRange(min=1), default=None, help="Requested frame height.")
 @click.option("--fps", type=click.FloatRange(min=0.1), default=None, help="Requested frame rate.")
-@click.option("--codec", type=click.Choice(["ffv1", "x264rgb"]), default="ffv1", show_default=True,
-              help="Lossless codec: FFV1 (RGB) or libx264rgb CRF 0, both in MKV.")
+@click.option("--codec", type=click.Choice(["auto", "ffv1", "x264rgb"]), default="auto", show_default=True,
+              help="Lossless codec in MKV: libx264rgb CRF 0 (auto's choice where available: fastest) or FFV1.")
 def record(camera, label, seconds, profile_name, home, no_preview, countdown, width, height, fps, codec):
     """Record a SHARP or BLURRY clip from a camera into its profile, losslessly.
 
@@ -105,6 +105,7 @@ def record(camera, label, seconds, profile_name, home, no_preview, countdown, wi
             preview.close()
         src.close()
     if not meta.get("frames"):
+        click.echo("nothing recorded")
         return
     prof.note_camera({"spec": str(camera), "kind": src.kind, "width": meta["width"], "height": meta["height"], "fps": meta["fps"]})
     summ = prof.summary()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 
@@ -91,8 +90,7 @@ def run(camera, profile_name, home, show, track, out, landmarks, report, frames,
             console.print("no --profile: running the shipped default deblurrer alone (no blur translation for this camera)")
         engine = make_engine(prof, backend, precision, device, (source.width, source.height), home=home,
                              say=lambda m: console.print(f"[dim]{m}[/]"))
-        console.print(f"engine: {getattr(engine, 'backend', '?')} on {getattr(engine, 'device', '?')}"
-                      + (f" ({engine.info.get('why')})" if isinstance(getattr(engine, 'info', None), dict) and engine.info.get('why') else ""))
+        console.print(f"engine: {getattr(engine, 'backend', '?')} on {getattr(engine, 'device', '?')}")
         tracker = make_tracker(track, hand_model, cfg)
         holder = {}
         if out:
@@ -122,6 +120,12 @@ def run(camera, profile_name, home, show, track, out, landmarks, report, frames,
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        close = getattr(engine, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                pass
 
     lat = rep["latency_ms"]
     st = rep["stages_ms"]
@@ -140,4 +144,3 @@ def run(camera, profile_name, home, show, track, out, landmarks, report, frames,
         raise B2BError(f"camera {camera} was lost ({'; '.join(rep['source'].get('events', [])[-2:])}); outputs were closed")
 
 
-__all__ = ["run", "json"]

@@ -196,7 +196,8 @@ class BKETransfer:
         return out
 
     def __call__(self, sharp: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.apply(sharp, generator)
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return self.apply(sharp, generator)
 
     def describe(self) -> str:
         n = sum(p.numel() for p in self.bke.parameters())
@@ -225,17 +226,14 @@ def load_bke(path: str | os.PathLike, device=None):
         if registry.spec(meta["net"]).family != "bke":
             raise CheckpointError(f"{p} holds a {meta['net']} network, not a blur-kernel extractor")
     else:
-        errors = []
-        net, meta = None, {}
-        for name in registry.names("bke"):
-            try:
-                net = registry.load(name, p)
-                meta = {"net": name}
-                break
-            except CheckpointError as e:
-                errors.append(f"{name}: {e}")
-        if net is None:
-            raise CheckpointError(f"{p} is not a BKE checkpoint of a known layout ({'; '.join(errors)[:400]})")
+        from ..checkpoint import read_foreign_state_dict
+
+        state = read_foreign_state_dict(p)
+        w = state.get("kernel_extractor.model.16.weight")
+        # the VAE head doubles the extractor's last width: 1024 channels instead of 512
+        name = "bke-kernelwizard-vae" if (w is not None and w.shape[0] == 1024) else "bke-kernelwizard"
+        net = registry.load(name, p)
+        meta = {"net": name}
     if device is not None:
         net.to(device)
     return net.eval(), meta

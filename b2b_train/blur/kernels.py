@@ -42,6 +42,8 @@ __all__ = [
     "KERNEL_SUFFIXES",
 ]
 
+_PATH_UNITS = 60.0
+
 KERNEL_SUFFIXES = (".mat", ".npz", ".npy", ".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 
 
@@ -51,13 +53,16 @@ class TrajectoryParams:
 
     ``anxiety`` scales how much the direction wanders (0: straight line); ``centripetal`` pulls the
     walk back towards its start; ``gaussian`` is the strength of the random direction changes;
-    ``big_shake`` is the probability (times ``anxiety``) per step of an impulsive reversal.
+    ``big_shake`` is the probability (times ``anxiety``) per step of an impulsive reversal;
+    ``exposure`` is the fraction of the trajectory the shutter sees (short exposures give the
+    simple strokes and arcs of real shake kernels, long ones curls).
     """
 
     anxiety: tuple[float, float] = (0.0, 0.1)
     centripetal: tuple[float, float] = (0.0, 0.7)
     gaussian: tuple[float, float] = (0.0, 10.0)
     big_shake: tuple[float, float] = (0.0, 0.2)
+    exposure: tuple[float, float] = (0.2, 0.7)
     steps: int = 64
 
 
@@ -80,7 +85,10 @@ def random_trajectories(
     """
     device = torch.device(device) if device is not None else (generator.device if generator is not None else torch.device("cpu"))
     T = max(2, int(params.steps))
-    step = 1.0 / (T - 1)
+    # The dynamics run on a path of 60 units (the generator's usual canvas scale), so the
+    # centripetal pull (proportional to the position) weighs against the random term as published;
+    # the result is rescaled to unit length at the end.
+    step = _PATH_UNITS / (T - 1)
     anxiety = _uniform(n, params.anxiety, generator, device)
     centri = _uniform(n, params.centripetal, generator, device)
     gauss = _uniform(n, params.gaussian, generator, device)
@@ -104,17 +112,23 @@ def random_trajectories(
         v = v / mag * step
         x = x + v
         out.append(x)
-    traj = torch.stack(out, dim=1)
+    traj = torch.stack(out, dim=1) / _PATH_UNITS
     return torch.stack([traj.real, traj.imag], dim=-1)
 
 
-def _resample_uniform(traj: torch.Tensor, points: int) -> torch.Tensor:
-    """Linear interpolation of ``(n, T, 2)`` trajectories to ``points`` samples uniform in time."""
+def _resample_uniform(traj: torch.Tensor, points: int, fraction: torch.Tensor | None = None) -> torch.Tensor:
+    """Linear interpolation of ``(n, T, 2)`` trajectories to ``points`` samples uniform in time.
+
+    ``fraction`` ``(n,)``: keep only the first fraction of each trajectory (the exposure).
+    """
     n, T, _ = traj.shape
-    t = torch.linspace(0, T - 1, points, device=traj.device, dtype=traj.dtype)
-    i0 = t.floor().long().clamp(max=T - 2)
-    f = (t - i0.to(t.dtype)).view(1, -1, 1)
-    return traj[:, i0] * (1 - f) + traj[:, i0 + 1] * f
+    t = torch.linspace(0, T - 1, points, device=traj.device, dtype=traj.dtype).expand(n, points)
+    if fraction is not None:
+        t = t * fraction.to(traj.dtype).view(n, 1)
+    i0 = t.floor().long().clamp(0, T - 2)
+    f = (t - i0.to(t.dtype)).unsqueeze(-1)
+    idx = i0.unsqueeze(-1).expand(n, points, 2)
+    return torch.gather(traj, 1, idx) * (1 - f) + torch.gather(traj, 1, idx + 1) * f
 
 
 def rasterize_trajectories(points: torch.Tensor, size: int, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -178,6 +192,8 @@ def random_kernels(
         raise ValueError(f"kernel extent {hi} does not fit a {size}x{size} kernel (need size >= extent + 2)")
     dev = torch.device(device) if device is not None else (generator.device if generator is not None else torch.device("cpu"))
     traj = random_trajectories(n, params, generator=generator, device=dev)
+    expo = _uniform(n, params.exposure, generator, dev).clamp(1e-3, 1.0)
+    traj = _resample_uniform(traj, traj.shape[1], expo)
     ext = _uniform(n, (lo, hi), generator, dev)
     span = (traj.amax(1) - traj.amin(1)).amax(-1).clamp_min(1e-9)  # (n,)
     traj = traj * (ext / span).view(n, 1, 1)
@@ -239,7 +255,7 @@ def pad_kernels(k: torch.Tensor, size: int) -> torch.Tensor:
     return out
 
 
-def crop_kernels_to_support(k: torch.Tensor, threshold: float = 0.0, multiple_of_two_plus_one: bool = True) -> torch.Tensor:
+def crop_kernels_to_support(k: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
     """Crop a batch of centred ``(n, s, s)`` kernels to the smallest odd centred square holding every non-zero tap."""
     n, s, _ = k.shape
     c = s // 2

@@ -22,7 +22,6 @@ so a delta image becomes the kernel itself (not flipped); see :mod:`.kernels`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -38,7 +37,6 @@ from .kernels import (
     TrajectoryParams,
     crop_kernels_to_support,
     load_kernels,
-    normalize_kernels,
     pad_kernels,
     random_kernels,
 )
@@ -70,7 +68,8 @@ class KernelConfig:
 
     Random camera-shake kernels: ``extent`` (px, larger side of the trajectory's bounding box) drawn
     uniformly in a range; ``size`` the kernel canvas (odd; 0 = smallest that fits the extent);
-    random-walk parameter ranges as :class:`~b2b_train.blur.kernels.TrajectoryParams`. ``bank``
+    random-walk parameter ranges (incl. ``exposure``, the fraction of the path the shutter sees) as
+    :class:`~b2b_train.blur.kernels.TrajectoryParams`. ``bank``
     > 0 draws from a fixed set of that many kernels made once from ``bank_seed`` (a frozen domain);
     0 makes fresh kernels for every batch. Measured kernels: ``files`` (``.mat``/``.npz``/PNG files
     or folders), used for a fraction ``p_files`` of the kernels.
@@ -82,6 +81,7 @@ class KernelConfig:
     centripetal: tuple[float, float] = (0.0, 0.7)
     gaussian: tuple[float, float] = (0.0, 10.0)
     big_shake: tuple[float, float] = (0.0, 0.2)
+    exposure: tuple[float, float] = (0.2, 0.7)
     steps: int = 64
     bank: int = 0
     bank_seed: int = 0
@@ -109,7 +109,7 @@ class KernelConfig:
         return s + 1 - s % 2
 
     def trajectory(self) -> TrajectoryParams:
-        return TrajectoryParams(self.anxiety, self.centripetal, self.gaussian, self.big_shake, self.steps)
+        return TrajectoryParams(self.anxiety, self.centripetal, self.gaussian, self.big_shake, self.exposure, self.steps)
 
 
 @dataclass
@@ -182,7 +182,7 @@ class KnownBlurConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     quantize: bool = True
     padding: Literal["reflect", "replicate"] = "reflect"
-    fft_min_size: int = 31  # kernels this large or larger are applied by FFT
+    fft_min_size: int = 31  # FFT when (kernels per image) * size^2 >= this^2, else direct
     bke: BKESourceConfig = field(default_factory=BKESourceConfig)
 
     def __post_init__(self):
@@ -306,7 +306,7 @@ def convolve(x: torch.Tensor, k: torch.Tensor, padding: str = "reflect", method:
         x: ``(N, C, H, W)`` images.
         k: ``(N, M, s, s)`` kernels (odd ``s``, origin at the centre), or ``(N, s, s)`` for ``M = 1``.
         padding: ``reflect`` or ``replicate`` boundary (no dark borders).
-        method: ``direct``, ``fft`` or ``auto`` (FFT when ``s >= fft_min_size``).
+        method: ``direct``, ``fft`` or ``auto`` (FFT when ``M * s^2 >= fft_min_size^2``).
 
     Returns:
         ``(N, M, C, H, W)`` (or ``(N, C, H, W)`` when ``k`` was 3-D): ``y[n, m] = x[n] * k[n, m]``.
@@ -322,16 +322,17 @@ def convolve(x: torch.Tensor, k: torch.Tensor, padding: str = "reflect", method:
         raise ValueError(f"kernels must be square with an odd size, got {tuple(k.shape[-2:])}")
     k = k.to(x.dtype)
     r = s // 2
-    if method == "auto":
-        method = "fft" if s >= fft_min_size else "direct"
+    if method == "auto":  # direct costs ~ M * s^2 per pixel; the FFT of the image is shared by the M kernels
+        method = "fft" if M * s * s >= fft_min_size * fft_min_size else "direct"
     if r == 0:
         y = x.unsqueeze(1) * k.view(N, M, 1, 1, 1)
         return y[:, 0] if squeeze else y
     xp = F.pad(x, (r, r, r, r), mode=_pad_mode(padding, r, H, W))
     if method == "direct":
-        weight = k.flip(-1, -2).unsqueeze(1).expand(N, C, M, s, s).reshape(N * C * M, 1, s, s)
-        y = F.conv2d(xp.reshape(1, N * C, H + 2 * r, W + 2 * r), weight, groups=N * C)
-        y = y.view(N, C, M, H, W).transpose(1, 2)
+        # one depthwise group per (image, kernel, channel): the fast path (a channel multiplier is not)
+        weight = k.flip(-1, -2).unsqueeze(2).expand(N, M, C, s, s).reshape(N * M * C, 1, s, s)
+        xin = xp.unsqueeze(1).expand(N, M, C, H + 2 * r, W + 2 * r).reshape(1, N * M * C, H + 2 * r, W + 2 * r)
+        y = F.conv2d(xin, weight, groups=N * M * C).view(N, M, C, H, W)
     elif method == "fft":
         Hp, Wp = H + 2 * r, W + 2 * r
         kp = x.new_zeros(N, M, Hp, Wp)
@@ -510,7 +511,9 @@ class KnownBlur:
 
     @torch.no_grad()
     def __call__(self, sharp: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.apply(sharp, generator)
+        # full precision even when called inside a training loop's autocast region
+        with torch.autocast(device_type=sharp.device.type, enabled=False):
+            return self.apply(sharp, generator)
 
     def describe(self) -> str:
         c = self.cfg
