@@ -161,6 +161,9 @@ class _StopOnSignal:
             signal.signal(sig, h)
 
 
+MIN_SIDE = 32  # smaller frames cannot give the translator's crops
+
+
 def record_clip(
     source,
     path,
@@ -189,6 +192,11 @@ def record_clip(
         raise B2BError(f"unknown label {label!r} (sharp, blurry)")
     path = Path(path)
     meta_path = path.with_suffix(".json")
+    if min(int(source.width), int(source.height)) < MIN_SIDE:
+        raise B2BError(
+            f"{source.spec}: frames are {source.width}x{source.height}, too small to learn a camera's blur from "
+            f"(at least {MIN_SIDE}x{MIN_SIDE})"
+        )
     info = source.info()
     fps = float(source.fps)
     meta = {

@@ -103,6 +103,8 @@ class VideoSink(Sink):
         import av
 
         suffix = self.path.suffix.lower()
+        if w < 2 or h < 2:  # checked before the file is created: nothing is left behind
+            raise B2BError(f"frames of {w}x{h} are too small to write as video ({self.path}); need at least 2x2")
         opts = {"flush_packets": "1"}
         if suffix in (".mp4", ".mov", ".m4v"):
             opts["movflags"] = "frag_keyframe+empty_moov+default_base_moof"

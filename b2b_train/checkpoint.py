@@ -238,12 +238,28 @@ def read_foreign_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors ({first})") from None
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors ({_unsafe_reason(str(e))}); "
+            "it was not unpickled"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: cannot read checkpoint, maybe truncated or not a PyTorch file ({first})") from None
     return unwrap_state_dict(obj, source=str(path))
+
+
+def _unsafe_reason(message: str) -> str:
+    """The useful part of torch's weights-only refusal (which global), without its advice to load unsafely."""
+    import re
+
+    m = re.search(r"Unsupported (?:global|operand)[^.]*?: (?:GLOBAL )?([\w.]+)", message)
+    if m:
+        return f"it would call {m.group(1)}"
+    for line in message.splitlines():
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
+        if line and "weights_only" not in line and "Weights only load failed" not in line:
+            return line[:160]
+    return "unsafe content"
 
 
 def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -58,7 +59,13 @@ def preset_path(kind: str, name_or_file: str | os.PathLike) -> Path:
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         return p
-    candidate = configs_root() / kind / f"{name_or_file}.yaml"
+    name = str(name_or_file)
+    # a preset NAME stays inside configs/<kind>/ (files outside are given as paths ending in .yaml)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or ".." in name:
+        raise ConfigError(
+            f"invalid {kind} config name {name!r} (letters, digits, '-', '_', '.'; or give a .yaml path)"
+        )
+    candidate = configs_root() / kind / f"{name}.yaml"
     if candidate.is_file():
         return candidate
     choices = ", ".join(list_presets(kind)) or "none"

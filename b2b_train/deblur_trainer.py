@@ -449,8 +449,9 @@ def train_deblurrer(
 
     ``stop_at`` ends the run after that step (a checkpoint is written there), as an interruption
     would; calling again with the same config continues to ``cfg.iters``. Returns the path of the
-    final weights ``out_dir/deblurrer.safetensors`` (``None``-free: when stopped early, the path of
-    that checkpoint instead).
+    final weights ``out_dir/deblurrer.safetensors``, or, when stopped early, of the checkpoint.
+    Only ``iters``, ``val_every``, ``ckpt_every``, ``log_every``, ``keep_checkpoints``, ``device``
+    and ``threads`` may differ when resuming; any other change is refused (ConfigError).
     """
     from .blur import make_known_blur
     from .data.io import to_tensor

@@ -153,6 +153,9 @@ def _mean(vals: list[float]) -> float | None:
     return float(sum(vals) / len(vals))
 
 
+MIN_SIDE = 8  # smaller images break the sharpness filter and are meaningless to score
+
+
 def evaluate_images(
     items: Iterable[tuple[str, np.ndarray, np.ndarray | None]],
     translator=None,
@@ -177,6 +180,11 @@ def evaluate_images(
         total = len(items)  # type: ignore[arg-type]
     with _progress(total or 0, "evaluating", enabled=progress) as bar, torch.inference_mode():
         for n, (name, b_img, g_img) in enumerate(items):
+            if min(b_img.shape[:2]) < MIN_SIDE:
+                raise DataError(
+                    f"{name}: image is {b_img.shape[1]}x{b_img.shape[0]}, too small to evaluate "
+                    f"(at least {MIN_SIDE}x{MIN_SIDE})"
+                )
             if g_img is not None and g_img.shape != b_img.shape:
                 raise DataError(
                     f"{name}: blurry image is {b_img.shape[1]}x{b_img.shape[0]} but ground truth is "

@@ -13,7 +13,11 @@ small, lives in ``b2b_train/weights/`` beside a README with the command that rep
   checkpoint (``.pth``: NAFNet/Restormer GoPro...), whose network is given with ``net=`` or
   ``NAME=PATH``, or else recognised by trying every registered deblurrer's layout;
 * a registry name (``nafnet-gopro-width32``) whose weights are in the cache
-  (``b2b-train weights fetch NAME``).
+  (``b2b-train weights fetch NAME``): the published GoPro NAFNet/Restormer become the deblurrer of
+  the "GoPro" known domain this way.
+
+Published checkpoints are built with their registry entry's ``extra["eval_kwargs"]`` (the official
+test configurations, e.g. TLC for NAFNetLocal/RestormerLocal); TLC changes no parameter.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ def _guess_official(path: Path) -> nn.Module:
         if set(cand) != set(own) or any(tuple(cand[k].shape) != tuple(own[k].shape) for k in own):
             tried.append(name)
             continue
-        net = s.build()
+        net = s.build(**s.extra.get("eval_kwargs", {}))
         load_state_dict_strict(net, cand, source=str(path), what=name)
         return net
     sample = ", ".join(sorted(keys)[:3])
@@ -107,6 +111,8 @@ def _load_file(path: Path, net_name: str | None) -> nn.Module:
         s = registry.spec(net_name)
         if s.family != "deblurrer":
             raise B2BError(f"{net_name} is a {s.family}, not a deblurrer")
+        if path.suffix != ".safetensors":
+            return registry.load(net_name, path, **s.extra.get("eval_kwargs", {}))
         return registry.load(net_name, path)
     if path.suffix == ".safetensors":
         meta = read_meta(path)
@@ -157,7 +163,8 @@ def resolve_deblurrer(
         s = registry.spec(text)
         if s.family != "deblurrer":
             raise B2BError(f"{text} is a {s.family}, not a deblurrer (deblurrers: {', '.join(registry.names('deblurrer'))})")
-        return _to(registry.load(text), device)
+        # published checkpoints are evaluated as their official test configs (e.g. NAFNetLocal/TLC)
+        return _to(registry.load(text, **s.extra.get("eval_kwargs", {})), device)
     looks_like_path = any(c in text for c in "/\\") or Path(text).suffix in (".pth", ".pt", ".safetensors", ".ckpt")
     if looks_like_path:
         raise CheckpointError(f"deblurrer weights not found: {text}")

@@ -21,7 +21,9 @@ shard/seed, gradients are averaged across ranks each step, rank 0 writes files),
 bar, a CSV log with a loss plot, and a PNG sample grid at each validation.
 
 Outputs in ``out_dir``: ``translator.safetensors`` (+ ``.json``: config and provenance),
-``config.yaml``, ``checkpoints/``, ``log.csv``, ``losses.png``, ``samples/step_XXXXXXXX.png``.
+``config.yaml``, ``checkpoints/``, ``log.csv`` + ``losses.png`` (training), ``val.csv`` + ``val.png``
+(blur degree of input / translated / deblurred validation crops), ``samples/step_XXXXXXXX.png``,
+``frames/`` (the decoded-frames cache).
 """
 
 from __future__ import annotations
@@ -518,6 +520,7 @@ class TranslatorTrainer:
         self.dist.barrier()
         self.ckpts = CheckpointManager(self.out / "checkpoints", keep=cfg.train.keep)
         self.csv = CsvLogger(self.out / "log.csv") if self.main else None
+        self.val_csv = CsvLogger(self.out / "val.csv") if self.main else None
         self._deblurrer: Any = None
         self._deblurrer_note = ""
         self.rollbacks = 0
@@ -534,7 +537,7 @@ class TranslatorTrainer:
         for p in (self.out / "checkpoints", self.out / "samples"):
             if p.is_dir():
                 shutil.rmtree(p)
-        for name in ("log.csv", "losses.png", WEIGHTS_NAME, WEIGHTS_NAME + ".json"):
+        for name in ("log.csv", "val.csv", "losses.png", "val.png", WEIGHTS_NAME, WEIGHTS_NAME + ".json"):
             try:
                 (self.out / name).unlink()
             except FileNotFoundError:
@@ -593,6 +596,7 @@ class TranslatorTrainer:
                                 warn=lambda m: None)
         self.split = make_unpaired(fs, ratio=d.bs_ratio, seed=cfg.train.seed, mode="auto")
         b_train, self.val = _hold_out(self.split.b, d.val_images)
+        self.val_held_out = len(b_train) < len(self.split.b)
         self.B, self.S = b_train, self.split.s
         self.val_crops = _center_crops(self.val, d.val_size)
         self.batch = max(1, d.batch // self.dist.world)
@@ -712,9 +716,8 @@ class TranslatorTrainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         gen = self._generator()
-        from .nets.mimo_unet import pyramid
-
         from .data import select_blurriest
+        from .nets.mimo_unet import pyramid
 
         batch = self.data.next()
         yb = batch.blurry.to(self.device, non_blocking=True)
@@ -768,7 +771,8 @@ class TranslatorTrainer:
         self.D.requires_grad_(True)
         return {
             "loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()), "adv_d": float(adv_d.detach()),
-            "adv_g": float(adv_g.detach()), "gp": float(gp.detach()), "rec": float(rec.detach()), "grad_d": norm_d, "grad_g": norm_g, "lr": lr, "curriculum": frac,
+            "adv_g": float(adv_g.detach()), "gp": float(gp.detach()), "rec": float(rec.detach()),
+            "grad_d": norm_d, "grad_g": norm_g, "lr": lr, "curriculum": frac,
         }
 
     # ----------------------------------------------------------------------------- guard
@@ -789,10 +793,15 @@ class TranslatorTrainer:
         self.say("WARNING: " + msg, "bold yellow")
         if self.csv is not None:
             self.csv.truncate_after(good_step)
+            self.val_csv.truncate_after(good_step)
             self.csv.log(good_step, event=f"rollback {rollbacks}", lr_scale=scale)
         self.notes.setdefault("rollbacks", []).append({"at": err.args[0], "to_step": good_step, "lr_scale": scale})
 
     # ----------------------------------------------------------------------------- validation
+    def _plots(self) -> None:
+        plot_losses(self.out / "log.csv", self.out / "losses.png", title=f"translator training ({self.out.name})")
+        plot_losses(self.out / "val.csv", self.out / "val.png", title=f"validation: blur degree ({self.out.name})")
+
     def deblurrer(self):
         if self._deblurrer is None and self.cfg.train.deblur_samples:
             try:
@@ -833,7 +842,6 @@ class TranslatorTrainer:
                 row += [dx[i].cpu(), dy[i].cpu()]
             rows.append(row)
         save_grid(self.out / "samples" / f"step_{self.step:08d}.png", rows, labels)
-        plot_losses(self.out / "log.csv", self.out / "losses.png", title=f"translator training ({self.out.name})")
         out = {"val_lapvar_in": lv_in, "val_lapvar_out": lv_out}
         if dy is not None:
             out["val_lapvar_deblurred"] = float(laplacian_variance(dy).mean())
@@ -851,6 +859,7 @@ class TranslatorTrainer:
         resumed = self.resume()
         if self.csv is not None and resumed:
             self.csv.truncate_after(self.step)
+            self.val_csv.truncate_after(self.step)
         self.good = (_state_copy(self.state()), self.step)
         total = cfg.schedule.iters
         self.say(
@@ -892,8 +901,9 @@ class TranslatorTrainer:
                         self.csv.log(self.step, **m, sec_per_it=el / max(1, self.step - s0))
                     if self.step % cfg.train.val_every == 0 or self.step == total:
                         v = self.validate()
-                        if self.csv is not None and v:
-                            self.csv.log(self.step, **v)
+                        if self.main and v:
+                            self.val_csv.log(self.step, **v)
+                            self._plots()
                     if self.step % cfg.train.ckpt_every == 0 and self.step < total:
                         self.save_checkpoint()
                     if self.on_step is not None:
@@ -924,7 +934,7 @@ class TranslatorTrainer:
 
             provenance = {
                 "blurry_dir": str(self.blurry_dir), "sharp_dir": str(self.sharp_dir),
-                "n_blurry": len(self.B), "n_sharp": len(self.S), "n_val": len(self.val),
+                "n_blurry": len(self.B), "n_sharp": len(self.S), "n_val": len(self.val), "val_held_out": self.val_held_out,
                 "steps": self.step, "steps_this_run": self.step - start_step, "seconds_this_run": round(seconds, 1),
                 "known": self.notes.get("known"), "vgg_weights": self.notes.get("vgg_weights"),
                 "rollbacks": self.notes.get("rollbacks", []), "lr_scale": self.lr_scale,
@@ -937,7 +947,7 @@ class TranslatorTrainer:
             }
             registry.save_network(path, self.G, cfg.model.generator, cfg.model.generator_kwargs,
                                   config=to_dict(cfg), provenance=provenance, kind="translator")
-            plot_losses(self.out / "log.csv", self.out / "losses.png", title=f"translator training ({self.out.name})")
+            self._plots()
         self.dist.barrier()
         return path
 

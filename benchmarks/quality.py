@@ -68,12 +68,14 @@ BUDGETS = {
     },
 }
 
-# clips by role (names under ../shared/data/videos); each clip is one scene
+# clips by role (names under ../shared/data/videos); each clip is one scene. B and S hold only
+# the ASL webcam clips, so they share the camera's look (paper §3.3: otherwise D separates them by
+# scene colour instead of blur); the test set adds two different scenes.
 SPLIT = {
     "B": ["asl_gestures/again", "asl_gestures/bird", "asl_gestures/book", "asl_gestures/brother",
-          "asl_gestures/eat", "misc/flipping_a_pancake"],
-    "S": ["asl_gestures/help", "asl_gestures/hungry", "asl_gestures/learn", "asl_gestures/milk"],
-    "test": ["asl_gestures/night", "asl_gestures/no", "asl_gestures/please", "misc/carphone_pristine"],
+          "asl_gestures/eat", "asl_gestures/help"],
+    "S": ["asl_gestures/hungry", "asl_gestures/learn", "asl_gestures/milk", "asl_gestures/night"],
+    "test": ["asl_gestures/no", "asl_gestures/please", "misc/flipping_a_pancake", "misc/carphone_pristine"],
 }
 
 
@@ -98,12 +100,13 @@ def _q(y: np.ndarray) -> np.ndarray:
     return (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def make_camera(data: Path, work: Path, side: int, step: int, seed: int = 0) -> dict:
+def make_camera(data: Path, work: Path, side: int, step: int, seed: int = 0, test_per_clip: int = 0) -> dict:
     """Write the unknown camera's frames (PNG) under ``work/camera``.
 
     ``pool/{blurry,sharp,gt}/<clip>_<frame>.png`` for every B and S clip (blurry, noisy sharp,
     noise-free sharp), ``B`` (blurry frames of the B clips), ``S`` (sharp frames of the S clips),
-    ``pairs/{blurry,gt}`` (the B clips' pairs, for the upper bound), ``test/{blurry,gt}``.
+    ``pairs/{blurry,gt}`` (the B clips' pairs, for the upper bound), ``test/{blurry,gt}`` (at most
+    ``test_per_clip`` evenly spaced frames of each test clip; 0 = all).
     """
     import cv2
 
@@ -128,7 +131,10 @@ def make_camera(data: Path, work: Path, side: int, step: int, seed: int = 0) -> 
                 frames.append(srgb_to_linear(img.astype(np.float32) / 255.0))
             stem = name.replace("/", "_")
             r = window // 2
-            for c in range(r, len(frames) - r, step):
+            centres = list(range(r, len(frames) - r, step))
+            if role == "test" and test_per_clip and len(centres) > test_per_clip:
+                centres = [centres[i] for i in np.linspace(0, len(centres) - 1, test_per_clip).round().astype(int)]
+            for c in centres:
                 seq = []
                 for k in range(c - r, c + r):
                     for j in range(interp):
@@ -255,7 +261,7 @@ def train_ours(args, work: Path, budget: dict, b_dir: Path, s_dir: Path, name: s
     from b2b_train.trainer import train_translator
 
     preset, iters, over = budget["translator"]
-    over = list(over) + [f"train.device={args.device}"]
+    over = list(over) + [f"train.device={args.device}", f"train.threads={args.threads}"]
     if args.vgg_weights:
         over.append(f"loss.vgg_weights={args.vgg_weights}")
     return train_translator(b_dir, s_dir, work / name, config=preset, overrides=over, iters=iters,
@@ -311,8 +317,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ratios", action="store_true", help="also run Table 3's B:S ratio sweep")
     ap.add_argument("--write", action="store_true", help="write BENCHMARKS.md even for --budget smoke")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     budget = BUDGETS[args.budget]
     work = Path(args.work) / args.budget
     work.mkdir(parents=True, exist_ok=True)
@@ -326,7 +335,8 @@ def main(argv=None) -> int:
         print(f"[quality] {name}: {timings[name]:.0f} s", flush=True)
         return out
 
-    counts = timed("camera", make_camera, Path(args.data), work, budget["side"], budget["step"])
+    counts = timed("camera", make_camera, Path(args.data), work, budget["side"], budget["step"], 0,
+                   max(1, budget["max_test"] // len(SPLIT["test"])))
     print(f"[quality] unknown camera: {counts}", flush=True)
     base = timed("base deblurrer", base_deblurrer, args, work, budget)
     translator = timed("translator", train_ours, args, work, budget, work / "camera" / "B", work / "camera" / "S")
@@ -375,6 +385,20 @@ def main(argv=None) -> int:
     if sweep:
         md += ["", "Table 3 (B:S ratio of the pooled training clips):", "", "| B:S | PSNR | SSIM |", "|---|---:|---:|"]
         md += [f"| {r} | {p:.2f} | {s:.4f} |" for r, p, s in sweep]
+    notes = []
+    if prov.get("vgg_weights") == "random":
+        notes.append("the perceptual (content) loss used randomly initialised VGG features (no torchvision VGG file "
+                     "on this machine): rerun with `--vgg-weights vgg16-397923af.pth` (cpu-quick) or vgg19 (paper)")
+    from b2b_train.trainutil import CsvLogger
+
+    val = CsvLogger(translator.parent / "val.csv").read()
+    if val:
+        v = val[-1]
+        notes.append(f"translator validation (blur degree, Laplacian variance, lower = blurrier): input "
+                     f"{float(v['val_lapvar_in']):.0f}, translated {float(v['val_lapvar_out']):.0f}"
+                     + (f", deblurred translated {float(v['val_lapvar_deblurred']):.0f}" if v.get("val_lapvar_deblurred") else ""))
+    if notes:
+        md += ["", "Notes: " + "; ".join(notes) + "."]
     md += ["", "Timings: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
            + f"; total {(time.time() - t0) / 60:.1f} min.", "",
            f"Sample grid (blurry | deblur only | b2b | ground truth): `{grid.relative_to(ROOT) if publish else grid}`"]

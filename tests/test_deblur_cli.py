@@ -26,8 +26,8 @@ def test_cli_trains_a_few_iterations_and_exports(kodak_images, tmp_path):
         cli,
         [
             "deblurrer", "--sharp", str(kodak), "--val", str(kodak_images[5]), "--out", str(out),
-            "--config", "tiny", "--iters", "6", "--no-progress", "--export", str(export),
-            "data.crop=40", "data.val_size=48", "val_every=3", "ckpt_every=3",
+            "--config", "tiny", "--iters", "4", "--no-progress", "--export", str(export),
+            "data.crop=40", "data.val_size=48", "val_every=100", "ckpt_every=2", "batch_size=2",
         ],
     )
     assert r.exit_code == 0, r.output

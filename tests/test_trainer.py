@@ -12,6 +12,7 @@ import torch
 from b2b_train.config import list_presets
 from b2b_train.data.io import iter_video_frames, write_image
 from b2b_train.errors import ConfigError
+from b2b_train.trainutil import CsvLogger
 from b2b_train.trainer import (
     CurriculumConfig,
     TranslatorConfig,
@@ -147,6 +148,7 @@ def test_run_folder_holds_weights_log_plot_and_samples(trained):
     run = path.parent
     assert path.name == "translator.safetensors" and path.is_file()
     assert (run / "log.csv").is_file() and (run / "losses.png").stat().st_size > 1000
+    assert (run / "val.png").is_file() and [r["step"] for r in CsvLogger(run / "val.csv").read()] == ["30"]
     assert (run / "config.yaml").is_file()
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["step_00000030.png"]
     from b2b_train.checkpoint import read_meta
@@ -155,7 +157,7 @@ def test_run_folder_holds_weights_log_plot_and_samples(trained):
     assert meta["net"] == "mimo-unet" and meta["config"]["loss"]["lambda_rec"] == 10
     prov = meta["provenance"]
     assert prov["steps"] == 30 and prov["world_size"] == 1 and prov["vgg_weights"] == "random"
-    assert prov["n_blurry"] + prov["n_val"] >= 6 and prov["n_sharp"] == 6
+    assert prov["n_blurry"] == 6 and prov["n_val"] == 2 and not prov["val_held_out"] and prov["n_sharp"] == 6
 
 
 def test_load_translator_gives_full_resolution_only(trained, kodak_images):

@@ -59,7 +59,9 @@ def translator(blurry, sharp, out, known, config, iters, fresh, no_progress, ove
         f"({prov.get('steps_this_run')} this run, {prov.get('seconds_this_run')} s) · {prov.get('device')}"
         f"{' x' + str(prov.get('world_size')) if prov.get('world_size', 1) > 1 else ''}"
     )
-    con.print(f"  B {prov.get('n_blurry')} frames, S {prov.get('n_sharp')} frames, {prov.get('n_val')} held out for samples")
+    held = "held out" if prov.get("val_held_out") else "also trained on: too few frames to hold out"
+    con.print(f"  B {prov.get('n_blurry')} frames, S {prov.get('n_sharp')} frames; {prov.get('n_val')} blurry frames "
+              f"in the sample grids ({held})")
     if losses:
         con.print("  last losses: " + "  ".join(f"{k} {losses[k]:.4g}" for k in ("loss_d", "loss_g", "rec", "gp") if k in losses))
     if prov.get("vgg_weights") == "random":
