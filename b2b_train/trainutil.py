@@ -255,7 +255,8 @@ def plot_losses(csv_path: str | os.PathLike, png_path: str | os.PathLike, title:
     n = len(series)
     fig, axes = plt.subplots(n, 1, figsize=(7, 2.0 * n + 0.6), sharex=True, squeeze=False)
     for ax, (c, vals) in zip(axes[:, 0], series.items()):
-        ax.plot(steps, vals, lw=1)
+        pts = [(s_, v) for s_, v in zip(steps, vals) if math.isfinite(v)]  # columns logged now and then
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1, marker="." if len(pts) < 30 else None)
         ax.set_ylabel(c, fontsize=8)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("step")

@@ -197,6 +197,13 @@ def base_deblurrer(args, work: Path, budget: dict) -> Path:
     return train_deblurrer(cfg, work / "base-deblurrer", progress=False, log=None)
 
 
+def _digest(path: Path) -> str:
+    """Short content hash of the base deblurrer: fine-tunes of another base are redone, not reused."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+
+
 def finetune_naive(args, work: Path, budget: dict, base: Path) -> Path:
     from b2b_train.checkpoint import read_meta
     from b2b_train.deblur_trainer import load_deblurrer_config, train_deblurrer
@@ -210,7 +217,7 @@ def finetune_naive(args, work: Path, budget: dict, base: Path) -> Path:
         "optim.warmup=0", f"val_every={max(1, budget['finetune_iters'])}", f"ckpt_every={max(1, budget['finetune_iters'] // 3)}",
         f"device={args.device}",
     ])
-    return train_deblurrer(cfg, work / "deblurrer-naive", progress=not args.no_progress, log=None)
+    return train_deblurrer(cfg, work / f"deblurrer-naive-{_digest(base)}", progress=not args.no_progress, log=None)
 
 
 def finetune_pairs(args, work: Path, budget: dict, base: Path) -> Path:
@@ -221,7 +228,7 @@ def finetune_pairs(args, work: Path, budget: dict, base: Path) -> Path:
     from b2b_train.nets import registry
     from b2b_train.trainutil import pick_device, progress
 
-    out = work / "deblurrer-upper" / "deblurrer.safetensors"
+    out = work / f"deblurrer-upper-{_digest(base)}" / "deblurrer.safetensors"
     if out.is_file():
         return out
     device = pick_device(args.device)
@@ -261,7 +268,7 @@ def train_ours(args, work: Path, budget: dict, b_dir: Path, s_dir: Path, name: s
     from b2b_train.trainer import train_translator
 
     preset, iters, over = budget["translator"]
-    over = list(over) + [f"train.device={args.device}", f"train.threads={args.threads}"]
+    over = list(over) + [f"train.device={args.device}", f"train.threads={args.threads}"] + list(args.overrides)
     if args.vgg_weights:
         over.append(f"loss.vgg_weights={args.vgg_weights}")
     return train_translator(b_dir, s_dir, work / name, config=preset, overrides=over, iters=iters,
@@ -317,6 +324,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ratios", action="store_true", help="also run Table 3's B:S ratio sweep")
     ap.add_argument("--write", action="store_true", help="write BENCHMARKS.md even for --budget smoke")
+    ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md (experiments)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra translator config override (repeatable), e.g. --set loss.lambda_rec=2")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -328,10 +338,15 @@ def main(argv=None) -> int:
     t0 = time.time()
     timings = {}
 
+    stored = json.loads((work / "timings.json").read_text()) if (work / "timings.json").is_file() else {}
+
     def timed(name, fn, *a):
         s = time.time()
         out = fn(*a)
         timings[name] = time.time() - s
+        if timings[name] < 5 and name in stored:  # resumed from an earlier run: keep that run's time
+            timings[name] = stored[name]
+        (work / "timings.json").write_text(json.dumps({**stored, **timings}))
         print(f"[quality] {name}: {timings[name]:.0f} s", flush=True)
         return out
 
@@ -343,7 +358,7 @@ def main(argv=None) -> int:
     naive = timed("naive fine-tune", finetune_naive, args, work, budget, base)
     upper = timed("upper bound", finetune_pairs, args, work, budget, base)
 
-    publish = args.budget != "smoke" or args.write
+    publish = (args.budget != "smoke" or args.write) and not args.no_write
     grid = (ROOT / "benchmarks" / "out" / "quality_grid.png") if publish else (work / "quality_grid.png")
     grid.parent.mkdir(parents=True, exist_ok=True)
     mt = budget["max_test"]
@@ -400,7 +415,7 @@ def main(argv=None) -> int:
     if notes:
         md += ["", "Notes: " + "; ".join(notes) + "."]
     md += ["", "Timings: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
-           + f"; total {(time.time() - t0) / 60:.1f} min.", "",
+           + f" (this invocation {(time.time() - t0) / 60:.1f} min; finished stages are reused).", "",
            f"Sample grid (blurry | deblur only | b2b | ground truth): `{grid.relative_to(ROOT) if publish else grid}`"]
     text = "\n".join(md)
     print(text)
