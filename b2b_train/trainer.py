@@ -548,6 +548,9 @@ class TranslatorTrainer:
         cfg = self.cfg
         if cfg.data.crop < 16 or cfg.data.crop % 4:
             raise ConfigError(f"data.crop must be a multiple of 4 and >= 16, got {cfg.data.crop}")
+        for what, folder in (("blurry", self.blurry_dir), ("sharp", self.sharp_dir)):
+            if not folder.exists():
+                raise DataError(f"{what} folder not found: {folder}")
         set_seed(cfg.train.seed)
         if self.device.type == "cpu" and cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
@@ -582,9 +585,6 @@ class TranslatorTrainer:
         d = cfg.data
         from .data import FrameOptions, UnpairedDataset, extract_frames, make_unpaired
 
-        for what, folder in (("blurry", self.blurry_dir), ("sharp", self.sharp_dir)):
-            if not folder.exists():
-                raise DataError(f"{what} folder not found: {folder}")
         opts = FrameOptions(step=d.frame_step, max_frames=d.max_frames or None, max_side=d.max_side or None)
         cache = self.out / "frames"
         if self.main:  # rank 0 decodes into the cache, the others read it
