@@ -27,6 +27,8 @@ import numpy as np
 
 from b2b_train.errors import B2BError
 
+from .avwrite import encode_rgb, flush_and_close
+
 __all__ = ["GUIDANCE", "ClipWriter", "record_clip", "write_json_atomic", "read_clip_frames", "pick_codec"]
 
 GUIDANCE = {
@@ -93,38 +95,16 @@ class ClipWriter:
         self.bytes = 0
 
     def write(self, image: np.ndarray, t_seconds: float) -> None:
-        import av
-
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        pts = int(round(t_seconds * 1000.0))
-        if pts <= self._last_pts:
-            pts = self._last_pts + 1
-        self._last_pts = pts
-        frame.pts = pts
-        frame.time_base = fractions.Fraction(1, 1000)
-        try:
-            for packet in self.stream.encode(frame):
-                self.bytes += packet.size
-                self.container.mux(packet)
-        except Exception as e:  # disk full, file-size limit, quota...
-            why = getattr(e, "strerror", None) or str(e)
-            raise B2BError(f"writing {self.path} failed after {self.frames} frames ({why}); the clip so far stays playable") from None
+        self._last_pts, size = encode_rgb(
+            self.container, self.stream, image, int(round(t_seconds * 1000.0)), self._last_pts, self.path,
+            self.frames, note="; the clip so far stays playable",
+        )
+        self.bytes += size
         self.frames += 1
 
     def close(self) -> None:
         c, self.container = self.container, None
-        if c is None:
-            return
-        try:
-            for packet in self.stream.encode(None):
-                c.mux(packet)
-        except Exception:
-            pass
-        finally:
-            try:
-                c.close()
-            except Exception:
-                pass
+        flush_and_close(c, self.stream)
 
 
 def read_clip_frames(path) -> list[np.ndarray]:

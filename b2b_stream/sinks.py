@@ -27,6 +27,8 @@ import numpy as np
 
 from b2b_train.errors import B2BError
 
+from .avwrite import encode_rgb, flush_and_close
+
 __all__ = [
     "Sink",
     "VideoSink",
@@ -143,8 +145,6 @@ class VideoSink(Sink):
         return item.image
 
     def write(self, item) -> None:
-        import av
-
         img = self._frame_of(item)
         if self._container is None:
             self._open(img.shape[1], img.shape[0])
@@ -157,36 +157,17 @@ class VideoSink(Sink):
                 import cv2
 
                 img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
         # Timestamps follow capture time, so dropped frames keep real-time playback speed.
         if self.index_time:
             pts = int(round(item.index * 1000.0 / self.fps))
         else:
             pts = int(round((item.t_capture - self._t0) * 1000.0))
-        if pts <= self._last_pts:
-            pts = self._last_pts + 1
-        self._last_pts = pts
-        frame.pts = pts
-        frame.time_base = fractions.Fraction(1, 1000)
-        try:
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
-        except Exception as e:  # disk full, file-size limit...
-            why = getattr(e, "strerror", None) or str(e)
-            raise B2BError(f"writing {self.path} failed after {self.frames} frames ({why})") from None
+        self._last_pts, _ = encode_rgb(self._container, self._stream, img, pts, self._last_pts, self.path, self.frames)
         self.frames += 1
 
     def close(self) -> None:
         c, self._container = self._container, None
-        if c is None:
-            return
-        try:
-            for packet in self._stream.encode(None):
-                c.mux(packet)
-        except Exception:
-            pass
-        finally:
-            c.close()
+        flush_and_close(c, self._stream)
 
 
 # --------------------------------------------------------------------------------------------------
