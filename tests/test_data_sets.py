@@ -10,7 +10,7 @@ import torch
 
 from b2b_train.checkpoint import load_state, save_state
 from b2b_train.data import transforms as T
-from b2b_train.data.curriculum import CurriculumConfig, curriculum_fraction, select_blurriest
+from b2b_train.data.curriculum import curriculum_fraction, select_blurriest
 from b2b_train.data.frames import FrameOptions, extract_frames
 from b2b_train.data.io import read_image
 from b2b_train.data.sets import UnpairedDataset, load_unpaired, make_unpaired, parse_ratio, split_scenes
@@ -226,11 +226,6 @@ def test_curriculum_fraction_schedule():
     assert f(0) == 0.5 and f(199_999) == 0.5
     assert f(200_000) == 0.5 and f(300_000) == pytest.approx(0.75) and f(400_000) == 1.0 and f(10**7) == 1.0
     assert curriculum_fraction(10, 0.3, grow_start=5, grow_end=5) == 1.0
-    assert CurriculumConfig(enabled=False).fraction(0) == 1.0
-    cfg = CurriculumConfig()  # paper: 50 %, growth from 200 K
-    assert cfg.fraction(100_000) == 0.5 and cfg.fraction(200_000) == 0.5 and cfg.fraction(10**6) == 1.0
-    short = cfg.scaled(1000)
-    assert (short.grow_start, short.grow_end) == (200, 500) and short.fraction(350) == pytest.approx(0.75)
     with pytest.raises(ValueError):
         curriculum_fraction(0, start_fraction=0.0)
 

@@ -8,13 +8,12 @@
 * :mod:`.curriculum` - :func:`curriculum_fraction`, :func:`select_blurriest`.
 """
 
-from .curriculum import CurriculumConfig, curriculum_fraction, select_blurriest
+from .curriculum import curriculum_fraction, select_blurriest
 from .frames import FrameOptions, FrameRecord, FrameSet, discover_sources, extract_frames, otsu_threshold
 from .sets import UnpairedBatch, UnpairedDataset, UnpairedSplit, load_unpaired, make_unpaired, parse_ratio, split_scenes
 from .transforms import AugmentConfig, augment, augment_together
 
 __all__ = [
-    "CurriculumConfig",
     "curriculum_fraction",
     "select_blurriest",
     "FrameOptions",

@@ -3,8 +3,9 @@
 The generator first optimises on the blurriest part of each batch only: images are sorted by their
 blur degree (variance of the Laplacian, low = blurry) and the blurriest ``fraction`` is kept. The
 paper keeps ~50 % at first and, after 200 K iterations, grows the fraction linearly to the whole
-batch. The paper does not say when the growth ends; :class:`CurriculumConfig` defaults to the end
-of the constant-LR phase (500 K of 1 M iterations). The released reference code has no curriculum
+batch. The paper does not say when the growth ends; the translator's config
+(:class:`b2b_train.trainer.CurriculumConfig`, in fractions of the run) ends it at the end of the
+constant-LR phase (half the run: 500 K of 1 M iterations). The released reference code has no curriculum
 (``enabled: false``).
 
     frac = curriculum_fraction(step, start_fraction=0.5, grow_start=200_000, grow_end=500_000)
@@ -15,11 +16,10 @@ of the constant-LR phase (500 K of 1 M iterations). The released reference code 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CurriculumConfig", "curriculum_fraction", "select_blurriest", "n_kept"]
+__all__ = ["curriculum_fraction", "select_blurriest", "n_kept"]
 
 
 def curriculum_fraction(
@@ -71,29 +71,3 @@ def select_blurriest(batch: torch.Tensor | int, degrees: torch.Tensor, fraction:
     return order[:k].to(torch.int64)
 
 
-@dataclass
-class CurriculumConfig:
-    """Typed config of the curriculum (nest it in the trainer's config as ``curriculum``)."""
-
-    enabled: bool = True
-    start_fraction: float = 0.5
-    grow_start: int = 200_000
-    grow_end: int = 500_000
-
-    def __post_init__(self):
-        if not 0.0 < self.start_fraction <= 1.0:
-            raise ValueError(f"start_fraction must be in (0, 1], got {self.start_fraction}")
-        if self.grow_start < 0 or self.grow_end < 0:
-            raise ValueError("grow_start and grow_end must be >= 0")
-
-    def fraction(self, step: int) -> float:
-        if not self.enabled:
-            return 1.0
-        return curriculum_fraction(step, self.start_fraction, self.grow_start, self.grow_end)
-
-    def scaled(self, total_iters: int, paper_total: int = 1_000_000) -> "CurriculumConfig":
-        """The same schedule stretched to a run of ``total_iters`` (for short runs of a long preset)."""
-        s = total_iters / float(paper_total)
-        return CurriculumConfig(
-            self.enabled, self.start_fraction, int(round(self.grow_start * s)), int(round(self.grow_end * s))
-        )
