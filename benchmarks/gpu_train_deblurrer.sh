@@ -2,6 +2,10 @@
 # Train the shipped default deblurrer (nafnet-lite on the default kernel-bank domain) on a lent GPU, in one
 # short command. The data is ../shared/data's photos plus a few frames of its clips, copied beforehand into
 # .devdata/ (images/ and frames/, PNG), because the GPU machine has neither ../shared nor PyAV.
+# Prepare it here (the folder is git-ignored; name it in the device tool's carry):
+#   cp -r ../shared/data/images .devdata/ && python -c 'from pathlib import Path; from b2b_train.data.io import *
+#   [write_image(f".devdata/frames/{c.stem}_{i:04d}.png", im) for c in Path("../shared/data/videos").rglob("*.m[kp][v4]")
+#    for i, _t, im in list(iter_video_frames(c, step=12, max_frames=6))[::2]]'
 #
 #   OUT=gpu_out ITERS=20000 BUDGET_S=420 bash benchmarks/gpu_train_deblurrer.sh
 #
