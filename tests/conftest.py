@@ -68,3 +68,25 @@ def hand_model() -> Path:
         if os.environ.get("B2B_REQUIRE_DATA"):
             pytest.fail(f"hand model missing: {e}")
         pytest.skip(f"hand model missing: {e}")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module: on a shared 2-core machine two threads spin against other jobs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def write_frame_sets(root: Path, blurry_clip: Path, sharp_clip: Path, step: int, max_frames: int,
+                     size: tuple[int, int] = (128, 96)) -> tuple[Path, Path]:
+    """Frames of one real clip as the blurry set and of another as the sharp set (PNG, resized to ``size``)."""
+    import cv2
+
+    from b2b_train.data.io import iter_video_frames, write_image
+
+    for clip, label in ((blurry_clip, "blurry"), (sharp_clip, "sharp")):
+        for i, _t, img in iter_video_frames(clip, step=step, max_frames=max_frames):
+            write_image(root / label / f"{clip.stem}_{i:03d}.png", cv2.resize(img, size, interpolation=cv2.INTER_AREA))
+    return root / "blurry", root / "sharp"

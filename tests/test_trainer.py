@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
 from b2b_train.config import list_presets
-from b2b_train.data.io import iter_video_frames, write_image
 from b2b_train.errors import ConfigError
 from b2b_train.trainutil import CsvLogger
 from b2b_train.trainer import (
@@ -21,6 +19,7 @@ from b2b_train.trainer import (
     load_translator_config,
     train_translator,
 )
+from conftest import write_frame_sets
 
 # tiny networks and 48² crops: a real run of the real loop in seconds
 TINY = [
@@ -33,23 +32,13 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads spin against other jobs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory, asl_clips):
     """Blurry set: 6 frames of one ASL clip; sharp set: 6 of another (96x128, real footage)."""
-    root = tmp_path_factory.mktemp("frames")
-    for clip, label in ((asl_clips[0], "blurry"), (asl_clips[1], "sharp")):
-        for i, _t, img in iter_video_frames(clip, step=8, max_frames=6):
-            write_image(root / label / f"{clip.stem}_{i:03d}.png", cv2.resize(img, (128, 96), interpolation=cv2.INTER_AREA))
-    return root / "blurry", root / "sharp"
+    return write_frame_sets(tmp_path_factory.mktemp("frames"), asl_clips[0], asl_clips[1], step=8, max_frames=6)
 
 
 # ----------------------------------------------------------------------------- presets and config

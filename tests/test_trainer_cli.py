@@ -6,10 +6,9 @@ import os
 import subprocess
 import sys
 
-import cv2
 import pytest
 
-from b2b_train.data.io import iter_video_frames, write_image
+from conftest import write_frame_sets
 
 TINY = [
     "model.generator=mimo-unet",
@@ -27,23 +26,12 @@ def _cli(*args, cwd=None):
                           cwd=cwd, env=env)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory, asl_clips):
-    root = tmp_path_factory.mktemp("frames")
-    for clip, label in ((asl_clips[6], "blurry"), (asl_clips[7], "sharp")):
-        for i, _t, img in iter_video_frames(clip, step=10, max_frames=4):
-            write_image(root / label / f"{clip.stem}_{i:03d}.png", cv2.resize(img, (128, 96), interpolation=cv2.INTER_AREA))
-    return root / "blurry", root / "sharp"
+    return write_frame_sets(tmp_path_factory.mktemp("frames"), asl_clips[6], asl_clips[7], step=10, max_frames=4)
 
 
 def test_help_has_the_contract_flags_and_an_example():

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import cv2
 import pytest
 import torch
 
 from b2b_train import losses as L
 from b2b_train.checkpoint import load_state, load_weights, read_meta
-from b2b_train.data.io import iter_video_frames, write_image
 from b2b_train.trainer import train_translator
 from b2b_train.trainutil import CsvLogger, NonFiniteError
+from conftest import write_frame_sets
 
 TINY = [
     "model.generator=mimo-unet",
@@ -23,21 +22,12 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory, asl_clips):
-    root = tmp_path_factory.mktemp("frames")
-    for clip, label in ((asl_clips[2], "blurry"), (asl_clips[3], "sharp")):
-        for i, _t, img in iter_video_frames(clip, step=10, max_frames=5):
-            write_image(root / label / f"{clip.stem}_{i:03d}.png", cv2.resize(img, (128, 96), interpolation=cv2.INTER_AREA))
-    return root / "blurry", root / "sharp"
+    return write_frame_sets(tmp_path_factory.mktemp("frames"), asl_clips[2], asl_clips[3], step=10, max_frames=5)
 
 
 def _stop_at(step: int, exc: BaseException):
