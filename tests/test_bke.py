@@ -20,13 +20,7 @@ from b2b_train.nets import build, registry, spec
 TINY = spec("bke-kernelwizard").extra["tiny"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convolutions: one thread is as fast and does not fight other jobs for the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------------- architecture

@@ -24,13 +24,7 @@ from b2b_train.errors import ConfigError, DataError
 from b2b_train.metrics import laplacian_variance
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is as fast and does not fight other jobs for the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _read_rgb(path) -> np.ndarray:
