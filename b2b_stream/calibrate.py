@@ -27,6 +27,7 @@ import numpy as np
 from b2b_train.checkpoint import atomic_write
 from b2b_train.errors import B2BError
 
+from .pipeline import _jsonable
 from .profile import Profile
 
 __all__ = ["MIN_FRAMES", "check_material", "calibrate", "default_config"]
@@ -230,15 +231,3 @@ def calibrate(
     }
     atomic_write(prof.report_path, (json.dumps(report, indent=2) + "\n").encode())
     return report
-
-
-def _jsonable(obj):
-    try:
-        json.dumps(obj)
-        return obj
-    except TypeError:
-        if isinstance(obj, dict):
-            return {str(k): _jsonable(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [_jsonable(v) for v in obj]
-        return str(obj)
