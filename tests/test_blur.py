@@ -19,6 +19,7 @@ from b2b_train.blur import (
     make_known_blur,
     random_kernels,
 )
+from b2b_train.blur.synth import estimate_noise
 from b2b_train.config import from_dict
 from b2b_train.errors import ConfigError, DataError
 from b2b_train.metrics import laplacian_variance
@@ -272,6 +273,40 @@ def test_noise_level_matches_poisson_gaussian_model():
     expected = (0.004 * v + 0.01**2) ** 0.5
     assert float((y - v).std()) == pytest.approx(expected, rel=0.05)
     assert abs(float((y - v).mean())) < 0.005
+
+
+def _noisy(x: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.round((x + sigma / 255 * torch.randn(x.shape, generator=g)).clamp(0, 1) * 255) / 255)
+
+
+def test_noise_estimate_follows_added_noise_on_real_images(kodak_images):
+    x = _batch(kodak_images[:3], (192, 256))
+    clean = estimate_noise(x) * 255  # fine texture reads as a little noise (a few levels at most)
+    assert float(clean.max()) < 5.0, clean
+    for sigma in (3.0, 6.0, 10.0):
+        est = estimate_noise(_noisy(x, sigma)) * 255
+        assert est.shape == (3, 3)
+        # the photo's own residual adds in quadrature; quantisation and the median cost a little
+        want = (clean**2 + sigma**2).sqrt()
+        assert float((est - want).abs().max()) < 0.15 * sigma + 0.5, (sigma, est, want)
+
+
+def test_matched_noise_keeps_the_sharp_frames_sensor_noise(kodak_images):
+    """Blurring a noisy frame averages its noise away; ``noise.match`` puts it back (K as noisy as B)."""
+    x = _noisy(_batch(kodak_images[3:6], (128, 160)), 6.0, seed=1)
+    spatial = {"p_uniform": 1.0, "p_varying": 0.0, "p_local": 0.0}
+    plain = make_known_blur(_cfg(spatial=spatial, kernels={"extent": [7.0, 13.0]}))
+    matched = make_known_blur(_cfg(spatial=spatial, kernels={"extent": [7.0, 13.0]}, noise={"p": 0.0, "match": True}))
+    sx = estimate_noise(x)
+    sp = estimate_noise(plain(x, torch.Generator().manual_seed(0)))
+    sm = estimate_noise(matched(x, torch.Generator().manual_seed(0)))
+    assert bool((sp < 0.4 * sx).all()), (sx, sp)  # the blur removed most of the noise
+    assert bool(((sm - sx).abs() < 0.2 * sx).all()), (sx, sm)
+    assert "own noise" in matched.describe()
+    # a clean (constant) image gets nothing: no noise to keep
+    c = torch.full((2, 3, 40, 56), 0.4)
+    assert torch.equal(matched(c, torch.Generator().manual_seed(0)), torch.round(c * 255) / 255)
 
 
 def test_camera_response_round_trips(tmp_path):
