@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import json
 import math
 import os
 import platform
@@ -165,6 +166,7 @@ class DataConfig:
     color_jitter: float = 0.1       # brightness/contrast/saturation amplitude
     val_images: int = 4             # blurry frames held out for the sample grids
     val_size: int = 256             # side of the centre crop shown in the grid
+    match_known_blur: bool = False  # shrink the known kernels' extent to the camera's blur (blur/match.py)
 
 
 @dataclass
@@ -604,6 +606,34 @@ class TranslatorTrainer:
             self.say(f"data.batch {d.batch} is not a multiple of {self.dist.world} processes; each uses {self.batch}", "yellow")
         self.data = UnpairedDataset(self.B, self.S, batch_size=self.batch, augment=_augment_config(d),
                                     seed=cfg.train.seed, rank=self.dist.rank)
+        if d.match_known_blur:
+            self._match_known_blur()
+
+    def _match_known_blur(self) -> None:
+        """``data.match_known_blur``: the known kernels' extent shrunk to this camera's blur (deterministic,
+        so a resumed run picks the same); the choice is written to ``known_match.json``."""
+        from .blur.match import match_extent
+        from .blur.synth import KnownBlur
+
+        if not isinstance(self.known, KnownBlur):
+            self.say("data.match_known_blur applies to kernel-bank known blur only; kept as configured", "yellow")
+            return
+        frames = lambda fs: [fs.image(i) for i in range(len(fs))]  # noqa: E731
+        (lo, hi), report = match_extent(self.known.cfg, frames(self.B), frames(self.S), seed=self.cfg.train.seed)
+        if report["note"]:
+            self.say("known-blur matching: " + report["note"], "yellow")
+        from .blur.synth import make_known_blur
+
+        self.known = make_known_blur(self.known.cfg, device=self.device, overrides=[f"kernels.extent=[{lo:g}, {hi:g}]"])
+        self.notes["known"] = self.known.describe() + (
+            f" (extent matched to the camera: blur-degree ratio B/S {report['target']:.2f}, "
+            f"K/S {report['ratios'][f'{hi:g}']:.2f})")
+        self.notes["known_match"] = report
+        if self.main:
+            from .checkpoint import atomic_write
+
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.out / "known_match.json", json.dumps(report, indent=2).encode())
 
     def _check_d_fits(self) -> None:
         nl = int(self.cfg.model.discriminator_kwargs.get("n_layers", 3))
@@ -936,7 +966,8 @@ class TranslatorTrainer:
                 "blurry_dir": str(self.blurry_dir), "sharp_dir": str(self.sharp_dir),
                 "n_blurry": len(self.B), "n_sharp": len(self.S), "n_val": len(self.val), "val_held_out": self.val_held_out,
                 "steps": self.step, "steps_this_run": self.step - start_step, "seconds_this_run": round(seconds, 1),
-                "known": self.notes.get("known"), "vgg_weights": self.notes.get("vgg_weights"),
+                "known": self.notes.get("known"), "known_match": self.notes.get("known_match"),
+                "vgg_weights": self.notes.get("vgg_weights"),
                 "rollbacks": self.notes.get("rollbacks", []), "lr_scale": self.lr_scale,
                 "world_size": self.dist.world, "replica_digests": [list(d) for d in digests],
                 "device": str(self.device), "amp": str(self.amp_dtype).split(".")[-1] if self.amp else "off",

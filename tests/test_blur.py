@@ -363,3 +363,40 @@ def test_fixed_bank_is_a_frozen_domain():
     assert bool((d.amin(1) == 0).all())
     assert int((d == 0).any(0).sum()) >= 10
     assert "fixed bank of 20" in a.describe()
+
+
+# ------------------------------------------------------------------------- strength matching
+
+
+def test_known_blur_extent_is_matched_to_the_cameras_blur(kodak_images):
+    """B made from the same scenes with mild vs strong blur: the matched extent follows the camera.
+
+    (Blur degree depends on content, so B and S must show the same kind of scene, as a camera's
+    clips do; here they are the same photos.)"""
+    from b2b_train.blur.match import match_extent
+
+    sharp = [(_batch([p], (128, 160))[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for p in kodak_images[:8]]
+    rest = sharp
+    cfg = make_known_blur("kernels-uniform").cfg
+
+    def camera(extent):  # the "camera": whole-frame shake of a given extent on other photos
+        kb = make_known_blur(_cfg(spatial={"p_uniform": 1.0, "p_varying": 0.0, "p_local": 0.0},
+                                  kernels={"extent": [extent, extent]}))
+        g = torch.Generator().manual_seed(5)
+        out = []
+        for x in rest:
+            y = kb(torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255, g)[0]
+            out.append((y.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        return out
+
+    (lo_m, mild), rep_m = match_extent(cfg, camera(4.0), sharp)
+    (lo_s, strong), rep_s = match_extent(cfg, camera(11.0), sharp)
+    assert mild <= 7 and strong >= 13, (rep_m, rep_s)
+    assert lo_m <= mild and lo_s <= strong
+    assert rep_m["target"] > rep_s["target"]  # a milder camera keeps more of its sharpness
+    ratios = [rep_s["ratios"][k] for k in sorted(rep_s["ratios"], key=float)]
+    assert ratios == sorted(ratios, reverse=True)  # longer kernels, blurrier K
+    assert not rep_m["note"] and not rep_s["note"]
+    # a "camera" whose blurry frames are not blurry gets told so
+    _, rep_0 = match_extent(cfg, rest, sharp)
+    assert "barely blurrier" in rep_0["note"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -147,6 +148,12 @@ def test_run_folder_holds_weights_log_plot_and_samples(trained):
     prov = meta["provenance"]
     assert prov["steps"] == 30 and prov["world_size"] == 1 and prov["vgg_weights"] == "random"
     assert prov["n_blurry"] == 6 and prov["n_val"] == 2 and not prov["val_held_out"] and prov["n_sharp"] == 6
+    # cpu-quick matches the known blur's strength to the camera's: the choice is recorded and used
+    match = json.loads((run / "known_match.json").read_text())
+    assert prov["known_match"] == match and match["frames"] == {"blurry": 6, "sharp": 6}
+    lo, hi = match["chosen"]
+    assert 3 <= lo <= hi <= 21 and f"{hi:g}" in match["ratios"]
+    assert f"3-{hi:g} px" in prov["known"] and "matched to the camera" in prov["known"]
 
 
 def test_load_translator_gives_full_resolution_only(trained, kodak_images):

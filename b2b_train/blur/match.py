@@ -1,0 +1,109 @@
+"""Match the known blur's strength to a camera's blur (``data.match_known_blur`` of the translator).
+
+The translator G learns to make the camera's blurry frames B look like K (its sharp frames S
+re-blurred with the known blur). When K is much blurrier than B, the only way G can fool the
+discriminator is to *add* blur, and the deblurrer then has more to undo than the camera ever put
+in: a webcam watching hands has mild, mostly local blur, while the default kernel bank goes up to
+21 px of whole-frame shake. This picks the largest kernel extent whose K is about as blurry as B.
+
+Blur degree here is the Laplacian variance (:func:`b2b_train.data.frames.blur_degree`) of the frame
+shrunk 2x (area), so sensor noise, which dominates the full-resolution Laplacian of a webcam
+frame, counts four times less. Since B and S come from the same camera, the ratio
+``median(degree B) / median(degree S)`` says how much the camera's blur removes; for each
+candidate extent, ``median(degree K) / median(degree S)`` says how much the known blur removes
+from the same S frames. The candidate whose ratio is closest (in log) to B's wins.
+
+    extent, report = match_extent(known_cfg, blurry_frames, sharp_frames)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .synth import KnownBlur, KnownBlurConfig
+
+__all__ = ["frame_degree", "match_extent", "DEFAULT_CANDIDATES"]
+
+DEFAULT_CANDIDATES = (3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0, 17.0, 19.0, 21.0)
+
+
+def frame_degree(img: np.ndarray) -> float:
+    """Blur degree of a uint8 RGB frame at half size (low = blurry; noise counts 4x less)."""
+    import cv2
+
+    from ..data.frames import blur_degree
+
+    h, w = img.shape[:2]
+    if h >= 8 and w >= 8:
+        img = cv2.resize(np.ascontiguousarray(img), (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return blur_degree(img)
+
+
+def _subsample(frames: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
+    if len(frames) <= n:
+        return list(frames)
+    idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
+    return [frames[i] for i in idx]
+
+
+def match_extent(
+    cfg: KnownBlurConfig,
+    blurry: Sequence[np.ndarray],
+    sharp: Sequence[np.ndarray],
+    candidates: Sequence[float] | None = None,
+    max_frames: int = 24,
+    seed: int = 0,
+) -> tuple[tuple[float, float], dict]:
+    """The kernel extent range ``(lo, e)`` whose known blur on ``sharp`` is as blurry as ``blurry``.
+
+    ``blurry``/``sharp``: uint8 HxWx3 RGB frames of one camera (B and S; any sizes). Candidates
+    are the upper ends ``e`` tried (default 3..21 px, capped at the config's own upper end); the
+    lower end stays the config's, capped at ``e``. Deterministic for a given ``seed``.
+
+    Returns the chosen range and a report: ``target`` (B/S degree ratio), ``ratios`` (K/S per
+    candidate), ``chosen``, ``configured`` and ``note`` (a warning when B is barely blurrier than S,
+    or blurrier than the strongest candidate).
+    """
+    lo, hi = (float(v) for v in cfg.kernels.extent)
+    cands = sorted({float(c) for c in (candidates or DEFAULT_CANDIDATES) if float(c) <= hi} | {hi})
+    b = _subsample(blurry, max_frames)
+    s = _subsample(sharp, max_frames)
+    if not b or not s:
+        raise ValueError("strength matching needs blurry and sharp frames")
+    ds = float(np.median([frame_degree(x) for x in s]))
+    db = float(np.median([frame_degree(x) for x in b]))
+    target = db / max(ds, 1e-9)
+    ratios: dict[float, float] = {}
+    for e in cands:
+        kc = dataclasses.replace(cfg.kernels, extent=(min(lo, e), e), size=0, bank=0)
+        kb = KnownBlur(dataclasses.replace(cfg, kernels=kc))
+        g = torch.Generator().manual_seed(int(seed))
+        dk = []
+        for x in s:
+            t = torch.from_numpy(np.array(x, dtype=np.uint8)).permute(2, 0, 1)[None].float().div_(255.0)
+            y = kb(t, generator=g)[0]
+            dk.append(frame_degree((y.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)))
+        ratios[e] = float(np.median(dk)) / max(ds, 1e-9)
+    best = min(cands, key=lambda e: abs(math.log(max(ratios[e], 1e-9)) - math.log(max(target, 1e-9))))
+    note = ""
+    if target >= ratios[cands[0]]:
+        note = (f"the blurry frames are barely blurrier than the sharp ones (blur-degree ratio {target:.2f}; the mildest "
+                f"known blur gives {ratios[cands[0]]:.2f}): record blurrier clips (faster motion) or sharper ones "
+                f"(slower motion, more light) so the translator has a difference to learn")
+    elif target < ratios[cands[-1]]:
+        note = (f"the camera's blur (ratio {target:.2f}) is stronger than the strongest known blur "
+                f"({ratios[cands[-1]]:.2f} at {cands[-1]:g} px): the known domain keeps its full range")
+    chosen = (min(lo, best), best)
+    return chosen, {
+        "target": target,
+        "ratios": {f"{e:g}": r for e, r in ratios.items()},
+        "chosen": list(chosen),
+        "configured": [lo, hi],
+        "frames": {"blurry": len(b), "sharp": len(s)},
+        "note": note,
+    }
