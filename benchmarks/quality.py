@@ -3,7 +3,7 @@
 An "unknown camera" is made from the real clips in ``../shared/data/videos`` by a blur process
 unlike b2b's known domain (camera-shake kernels in gamma-2.2 light): every blurry frame is the
 average of consecutive frames after 4x temporal interpolation (real scene motion: moving hands,
-a flipped pancake, a talking head) while the camera vibrates (sinusoidal shifts of 4-10 px at 320
+a flipped pancake, a talking head) while the camera vibrates (sinusoidal shifts of 2-6 px at 320
 px, see :func:`vibrate`), in the linear light of an sRGB decoding, re-encoded with this
 camera's own response (gamma 1.7 and an S-shaped tone curve) plus Poisson-Gaussian noise and 8-bit
 quantisation; its sharp frames are single frames through the same response and noise.
@@ -100,8 +100,8 @@ def camera_noise(y: np.ndarray, rng: np.random.Generator, shot: float = 4e-4, re
 def vibrate(seq: list[np.ndarray], rng: np.random.Generator, side: int) -> list[np.ndarray]:
     """The camera vibrates during the exposure (a machine-mounted or desk camera, not a handheld
     random walk): the sub-frames are shifted along ``A sin(2π f u + φ)`` in a random direction plus
-    a slower perpendicular sway, with a peak-to-peak extent of 1.2-3 % of the frame's longer side
-    (4-10 px at 320 px), ``f`` 0.5-1.5 cycles per exposure; the mean shift is removed so the blurry
+    a slower perpendicular sway, with a peak-to-peak extent of 0.6-1.9 % of the frame's longer side
+    (2-6 px at 320 px), ``f`` 0.5-1.5 cycles per exposure; the mean shift is removed so the blurry
     frame stays aligned with the centre frame (its ground truth)."""
     import cv2
 
@@ -110,7 +110,7 @@ def vibrate(seq: list[np.ndarray], rng: np.random.Generator, side: int) -> list[
     f, phi = rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
     along = np.sin(2 * np.pi * f * u + phi)
     across = 0.3 * np.sin(np.pi * u + rng.uniform(0, 2 * np.pi))
-    extent = rng.uniform(0.0125, 0.031) * side
+    extent = rng.uniform(0.006, 0.019) * side
     along = along / max(np.ptp(along), 1e-6) * extent
     across = across * extent
     theta = rng.uniform(0, np.pi)
@@ -416,7 +416,7 @@ def main(argv=None) -> int:
     prov = read_meta(translator).get("provenance", {})
     md = [header("Quality: paper Table 2 at laptop scale (`quality`)", cmd), ""]
     md.append(
-        f"Unknown camera from real clips (frame averaging after 4x interpolation while the camera vibrates 4-10 px, gamma-1.7 + S-curve response, "
+        f"Unknown camera from real clips (frame averaging after 4x interpolation while the camera vibrates 2-6 px, gamma-1.7 + S-curve response, "
         f"noise): B {counts['B']} frames ({len(SPLIT['B'])} clips), S {counts['S']} frames ({len(SPLIT['S'])} clips), "
         f"test {min(counts['test'], mt)} pairs from {len(SPLIT['test'])} held-apart clips; frames at most {budget['side']} px. "
         f"Budget `{args.budget}`: translator `{budget['translator'][0]}` for {budget['translator'][1]} iterations "

@@ -169,6 +169,27 @@ def test_perceptual_is_size_invariant_with_vgg(kodak_crop):
     assert 0.8 < big / small < 1.25
 
 
+def test_random_vgg_features_keep_their_scale_so_content_loss_counts(kodak_images):
+    """Without ImageNet weights the trainer's random VGG gets He init: features keep the input's
+    scale through the layers, and a small colour shift costs a perceptual loss comparable to the
+    adversarial loss (~0.1 against ~0.7), not ~30x less as with PyTorch's default conv init."""
+    from b2b_train.nets.mimo_unet import pyramid
+    from b2b_train.trainer import variance_preserving_init
+
+    y = to_tensor(read_image(kodak_images[2])[:96, :96])[None]
+    layers = ("relu1_2", "relu2_2", "relu3_1")
+    w = {"relu1_2": 0.125, "relu2_2": 0.25, "relu3_1": 1.0}  # cpu-quick
+    shifted = pyramid((y + 0.04).clamp(0, 1))
+    default = _vgg(layers=layers)
+    he = variance_preserving_init(_vgg(layers=layers))
+    scale_default = default(y)["relu3_1"].abs().mean().item()
+    scale_he = he(y)["relu3_1"].abs().mean().item()
+    assert scale_default < 0.05 and 0.2 < scale_he < 3.0, (scale_default, scale_he)
+    loss_default = L.multiscale_perceptual_loss(default, shifted, pyramid(y), w).item()
+    loss_he = L.multiscale_perceptual_loss(he, shifted, pyramid(y), w).item()
+    assert loss_he > 10 * loss_default and loss_he > 0.05, (loss_default, loss_he)
+
+
 def test_perceptual_weights_and_scale_reduction(kodak_crop):
     vgg = _vgg(layers=("relu1_2", "relu2_2"))
     y = kodak_crop
