@@ -169,6 +169,7 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
     config: StreamConfig | None = None,
     engine=None,
     home=None,
+    lite: bool = False,
 ) -> Stream:
     """Open a camera (index, file, folder, ``demo``) and stream deblurred, hand-tracked frames.
 
@@ -181,6 +182,8 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
         callback: if given, called with each :class:`StreamFrame` in a background thread (return
             False to stop); otherwise iterate over the returned stream.
         engine: an already built engine (any callable frame -> frame) instead of building one.
+        lite: run the profile's distilled network alone (``b2b-stream calibrate --lite``): one
+            network at the deblurrer's speed instead of translator + deblurrer.
     """
     from .sources import open_source
 
@@ -191,7 +194,8 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
     owns_engine = engine is None
     try:
         if engine is None:
-            engine = make_engine(profile, backend, precision, device, (source.width, source.height), home=home)
+            engine = make_engine(profile, backend, precision, device, (source.width, source.height), home=home,
+                                 lite=lite)
         tracker = make_tracker(track, hand_model, cfg)
     except BaseException:
         source.close()

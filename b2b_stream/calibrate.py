@@ -12,6 +12,11 @@ Steps (each resumable; rerunning continues where it stopped, ``fresh=True`` rest
 4. evaluate on frames of the blurry clips: no-reference sharpness of the input, deblurrer alone and
    deblurrer∘translator, a sample grid, and the hand-detection rate before/after (when the hand
    model is installed); written to ``profiles/<name>/report.json``.
+5. with ``lite=True``, after the translator: distil deblurrer∘translator into one network of the
+   deblurrer's architecture on the profile's blurry clips (:func:`b2b_train.distill.distill`, run in
+   ``profiles/<name>/lite/``, resumable), written to ``profiles/<name>/lite.safetensors``; its fidelity
+   to the two-network engine (PSNR on held-apart frames, and the deblurrer alone as the baseline),
+   steps and seconds go into the report under ``lite``, and its engine is built too.
 """
 
 from __future__ import annotations
@@ -130,6 +135,36 @@ def _hand_rates(frames: list[tuple[str, np.ndarray]], engines: dict, say: Callab
     return out
 
 
+def _distill_lite(prof: Profile, iters: int | None, fresh: bool, progress: bool, say: Callable[[str], None],
+                  **settings) -> dict:
+    """Distil the profile's deblurrer∘translator into ``lite.safetensors``; the numbers for the report.
+
+    ``settings``: :class:`b2b_train.distill.DistillConfig` fields (defaults otherwise)."""
+    from b2b_train.distill import distill
+
+    say(f"distilling translator + deblurrer into one network (lite) in {prof.lite_dir}")
+    res = distill(prof.translator_path, "default", prof.clips_dir("blurry"), prof.lite_dir, iters=iters,
+                  progress=progress, fresh=fresh, restart_if_teacher_changed=True, log=say, **settings)
+    tmp = prof.lite_path.with_suffix(".safetensors.tmp")
+    shutil.copyfile(res["weights"], tmp)
+    tmp.replace(prof.lite_path)
+    if Path(res["weights"] + ".json").is_file():
+        shutil.copyfile(res["weights"] + ".json", str(prof.lite_path) + ".json")
+    say(f"lite: {prof.lite_path}: {res['psnr_student']:.2f} dB vs translator + deblurrer "
+        f"(deblurrer alone {res['psnr_baseline']:.2f} dB)")
+    return {
+        "weights": str(prof.lite_path),
+        "net": res["net"],
+        "psnr_vs_teacher": res["psnr_student"],
+        "baseline_psnr_vs_teacher": res["psnr_baseline"],
+        "steps": res["steps"],
+        "seconds": res["seconds"],
+        "frames": res["frames"],
+        "protocol": "PSNR (8-bit, peak 255, whole frames) against translator + deblurrer on held-apart blurry "
+                    "frames; baseline = the deblurrer alone",
+    }
+
+
 def calibrate(
     profile: str,
     camera: str | None = None,
@@ -142,6 +177,8 @@ def calibrate(
     precision: str = "fp32",
     device: str = "auto",
     eval_frames: int = 24,
+    lite: bool = False,
+    lite_iters: int | None = None,
     home: str | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
@@ -179,6 +216,10 @@ def calibrate(
         shutil.copyfile(str(weights) + ".json", str(prof.translator_path) + ".json")
     say(f"translator: {prof.translator_path}")
 
+    lite_report = None
+    if lite:
+        lite_report = _distill_lite(prof, lite_iters, fresh, progress, say)
+
     # -- engine for the camera's frame size
     from b2b_train.data.io import probe_video
 
@@ -208,7 +249,20 @@ def calibrate(
     ev = evaluate(eval_dir, None, translator=prof.translator_path, deblurrer="default", grid=grid, progress=progress)
     say("measuring hand detection before/after ...")
     deblur_only = get_engine(None, backend="torch", device=device, size=size, home=prof.home, cache=False, check=False, say=lambda m: None)
-    hands = _hand_rates(frames, {"deblur_only": deblur_only, "b2b": engine}, say)
+    variants = {"deblur_only": deblur_only, "b2b": engine}
+    if lite:
+        lite_engine = get_engine(prof.name, backend=backend, precision=precision, device=device, size=size,
+                                 home=prof.home, say=say, lite=True)
+        say(f"lite engine: {lite_engine.backend} on {lite_engine.device} for {size[0]}x{size[1]}")
+        lite_report["engine"] = {"backend": lite_engine.backend, "info": _jsonable(lite_engine.info)}
+        from b2b_train.data.io import to_tensor
+        from b2b_train.metrics import laplacian_variance
+
+        # same measure as the evaluation's sharpness, on the lite engine's output for the same frames
+        vals = [float(laplacian_variance(to_tensor(lite_engine(img))[None])[0]) for _n, img in frames]
+        lite_report["sharpness"] = float(np.mean(vals)) if vals else None
+        variants["lite"] = lite_engine
+    hands = _hand_rates(frames, variants, say)
 
     train_meta = {}
     meta_file = Path(str(prof.translator_path) + ".json")
@@ -227,6 +281,7 @@ def calibrate(
         "engine": {"backend": engine.backend, "device": str(engine.device), "size": list(size), "info": _jsonable(engine.info)},
         "evaluation": {k: ev.get(k) for k in ("n_images", "sharpness", "psnr", "ssim", "protocol", "notes") if k in ev},
         "hand_detection_rate": hands,
+        **({"lite": lite_report} if lite_report is not None else {}),
         "samples": [str(grid)] if grid.is_file() else [],
     }
     atomic_write(prof.report_path, (json.dumps(report, indent=2) + "\n").encode())

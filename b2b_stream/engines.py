@@ -479,6 +479,46 @@ def _load_deblurrer(name_or_path: str = "default") -> nn.Module:
     return resolve_deblurrer(str(name_or_path))
 
 
+def _load_lite(profile) -> nn.Module:
+    name = _profile_name(profile)
+    path = getattr(profile, "lite_path", None) or Path(getattr(profile, "root")) / "lite.safetensors"
+    path = Path(path)
+    if not path.is_file():
+        raise B2BError(
+            f"profile {name!r} has no lite network ({path} missing): run "
+            f"`b2b-stream calibrate --profile {name} --lite` first, or run without --lite"
+        )
+    from b2b_train.nets.registry import load_from_file
+
+    net, meta = load_from_file(path)
+    from b2b_train.nets import registry
+
+    if registry.spec(meta["net"]).family != "deblurrer":
+        raise B2BError(f"{path}: holds a {meta['net']}, not a distilled deblurrer; rerun `b2b-stream calibrate --profile {name} --lite`")
+    return net.float().eval()
+
+
+def profile_networks(profile=None, lite: bool = False, translator: nn.Module | None = None,
+                     deblurrer: nn.Module | str | None = None) -> tuple[nn.Module | None, nn.Module]:
+    """``(translator or None, deblurrer)`` an engine runs for a profile (object, or None).
+
+    Normal: the profile's translator and the deblurrer (``deblurrer`` if given, else the profile's or
+    the shipped default). ``lite``: no translator, and the profile's distilled student
+    (``profiles/<name>/lite.safetensors``) as the deblurrer: one network at the deblurrer's speed.
+    """
+    if lite:
+        if profile is None:
+            raise B2BError("--lite runs a calibrated profile's distilled network: give --profile NAME")
+        if translator is not None or (deblurrer is not None and not (isinstance(deblurrer, str) and deblurrer == "default")):
+            raise B2BError("--lite runs the profile's distilled network alone; do not also give a translator or --deblurrer")
+        return None, _load_lite(profile)
+    if translator is None and profile is not None:
+        translator = _load_translator(profile)
+    if deblurrer is None or isinstance(deblurrer, (str, os.PathLike)):
+        deblurrer = _load_deblurrer(deblurrer or getattr(profile, "deblurrer", None) or "default")
+    return translator, deblurrer
+
+
 # ----------------------------------------------------------------------------- building per backend
 
 def _example(size: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -794,6 +834,7 @@ def get_engine(
     cache: bool = True,
     rebuild: bool = False,
     check: bool = True,
+    lite: bool = False,
     say: Callable[[str], None] | None = None,
 ) -> Engine:
     """A ready engine for a camera profile (or the shipped deblurrer alone) on one backend.
@@ -815,6 +856,8 @@ def get_engine(
             temporary folder that is removed once the engine is loaded.
         rebuild: build even when a valid cached engine exists (and replace it).
         check: after building, compare with the eager fp32 module on a test frame (``info["check"]``).
+        lite: run the profile's distilled student alone (``calibrate --lite``), no translator;
+            engines cached under ``engines/<profile>/lite/``.
         say: called with each status line (cache hit, rebuild reason, backend choice).
     """
     say = say or (lambda m: log.info(m))
@@ -822,11 +865,10 @@ def get_engine(
     size = parse_size(size) if size is not None else None
     prof = _open_profile(profile, home)
     notes: list[str] = []
-    if translator is None and prof is not None:
-        translator = _load_translator(prof)
-    if deblurrer is None or isinstance(deblurrer, (str, os.PathLike)):
-        deblurrer = _load_deblurrer(deblurrer or getattr(prof, "deblurrer", None) or "default")
-    if translator is None:
+    translator, deblurrer = profile_networks(prof, lite, translator, deblurrer)
+    if lite:
+        notes.append("lite: the profile's distilled network alone (imitates translator + deblurrer)")
+    elif translator is None:
         notes.append("no camera profile: the shipped default deblurrer alone (no blur translation)"
                      if prof is None else "no translator: deblurrer alone")
     translator = translator.eval() if translator is not None else None
@@ -841,6 +883,7 @@ def get_engine(
     pname = _profile_name(prof)
     common = dict(
         profile=pname,
+        **({"lite": True} if lite else {}),  # absent otherwise: existing engines' keys stay valid
         translator=_digest(translator),
         deblurrer=_digest(deblurrer),
         multiple=m,
@@ -853,7 +896,8 @@ def get_engine(
     import tempfile
 
     tmpdir = None if cache else Path(tempfile.mkdtemp(prefix="b2b-engine-"))
-    edir = tmpdir or _engines_dir(prof, home)
+    # lite engines live beside the two-network ones, so switching --lite on and off rebuilds nothing
+    edir = tmpdir or (_engines_dir(prof, home) / "lite" if lite else _engines_dir(prof, home))
 
     def make_fused(prec: str, memory_cl: bool | None = None) -> FusedDeblur:
         # a fresh copy per backend/precision: the caller's networks are never cast in place
@@ -896,6 +940,7 @@ def get_engine(
     eng.info.update(
         why=why,
         profile=pname,
+        lite=bool(lite),
         translator=common["translator"],
         deblurrer=common["deblurrer"],
         multiple=m,

@@ -182,11 +182,12 @@ class IdentityEngine:
 
 
 def make_engine(profile=None, backend: str = "auto", precision: str = "fp32", device: str = "auto",
-                size: tuple[int, int] | None = None, home=None, say: Callable[[str], None] | None = None):
+                size: tuple[int, int] | None = None, home=None, say: Callable[[str], None] | None = None,
+                lite: bool = False):
     """The fused engine from :mod:`b2b_stream.engines`, or an identity engine for ``backend="none"``.
 
     Falls back to the identity engine, with a warning, only when the engines module itself is
-    missing from the installation.
+    missing from the installation. ``lite``: the profile's distilled network alone (see ``get_engine``).
     """
     say = say or (lambda m: None)
     if backend in ("none", "identity"):
@@ -202,6 +203,8 @@ def make_engine(profile=None, backend: str = "auto", precision: str = "fp32", de
         return IdentityEngine(msg)
     name = getattr(profile, "name", profile)
     kwargs = dict(profile=name, backend=backend, precision=precision, device=device, size=size, say=say)
+    if lite:
+        kwargs["lite"] = True
     if home is not None:
         kwargs["home"] = home
     return get_engine(**kwargs)

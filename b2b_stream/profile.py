@@ -133,6 +133,16 @@ class Profile:
         return self.root / "translator.safetensors"
 
     @property
+    def lite_dir(self) -> Path:
+        """The lite student's distillation run (``calibrate --lite``)."""
+        return self.root / "lite"
+
+    @property
+    def lite_path(self) -> Path:
+        """The lite student: one network imitating deblurrer∘translator (``calibrate --lite``)."""
+        return self.root / "lite.safetensors"
+
+    @property
     def report_path(self) -> Path:
         return self.root / "report.json"
 
@@ -212,6 +222,7 @@ class Profile:
                 seconds += float(m.get("seconds") or 0.0)
             out[label] = {"clips": len(clips), "frames": frames, "seconds": round(seconds, 2)}
         out["translator"] = self.translator_path.is_file()
+        out["lite"] = self.lite_path.is_file()
         out["report"] = self.report_path.is_file()
         return out
 

@@ -94,7 +94,7 @@ def pipeline_stage(camera: str, size, engine, track: str, frames: int, say) -> d
 
 
 def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=None, device="auto",
-              track="hands", frames=60, deblurrer="default", home=None, say=None) -> dict:
+              track="hands", frames=60, deblurrer="default", home=None, say=None, lite=False) -> dict:
     """All the numbers of ``b2b-stream bench`` as a dict (also used by benchmarks/)."""
     import platform
 
@@ -111,7 +111,7 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
         dev = resolve_device(device)
         prec = precision or ("fp16" if dev.type == "cuda" else "fp32")
         engine = get_engine(profile, backend=backend, precision=prec, device=str(dev), size=(w, h),
-                            deblurrer=deblurrer, home=home, say=say)
+                            deblurrer=deblurrer, home=home, say=say, lite=lite)
     inf, deblurred = infer_stage(engine, images, frames)
     say(f"infer: {inf['fps']} fps ({getattr(engine, 'backend', '?')})")
     stages = {"capture": cap, "infer": inf}
@@ -134,6 +134,7 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
         "source": camera,
         "size": [w, h],
         "profile": profile,
+        "lite": bool(lite),
         "engine": {"backend": getattr(engine, "backend", "?"), "device": str(getattr(engine, "device", "?")),
                    "precision": getattr(engine, "precision", None),
                    "why": getattr(engine, "info", {}).get("why")},
@@ -160,6 +161,7 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
               help="Source to capture from: webcam index, video file, image folder or demo.")
 @click.option("--profile", "profile_name", default=None, metavar="NAME",
               help="Camera profile (default: the shipped deblurrer alone).")
+@click.option("--lite", is_flag=True, help="Time the profile's distilled network alone (from `calibrate --lite`).")
 @click.option("--size", default=None, metavar="WxH", help="Frame size (default: the source's).")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="Engine backend; 'none' times the pipeline without deblurring.")
@@ -173,7 +175,7 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
 @click.option("--home", type=click.Path(file_okay=False), default=None,
               help="Root of profiles/ and engines/ (default: $B2B_HOME or .).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the numbers here.")
-def bench(camera, profile_name, size, backend, precision, device, track, frames, deblurrer, home, json_path):
+def bench(camera, profile_name, lite, size, backend, precision, device, track, frames, deblurrer, home, json_path):
     """Time each stage alone (capture, infer, track) and the whole threaded pipeline.
 
     Pipeline efficiency = pipeline fps / fps of the slowest stage alone: 1.0 means the threads
@@ -184,6 +186,7 @@ def bench(camera, profile_name, size, backend, precision, device, track, frames,
       b2b-stream bench
       b2b-stream bench --camera clip.mp4 --profile desk --size 640x480 --frames 200 --json bench.json
       b2b-stream bench --backend onnxruntime --track none
+      b2b-stream bench --camera demo --size 320x240 --profile desk --lite
     """
     from rich.console import Console
     from rich.table import Table
@@ -193,7 +196,7 @@ def bench(camera, profile_name, size, backend, precision, device, track, frames,
     console = Console(soft_wrap=True, highlight=False)
     wh = parse_size(size) if size else None
     res = run_bench(camera, profile_name, wh, backend, precision, device, track, frames, deblurrer, home,
-                    say=lambda m: console.print(m, style="dim", markup=False))
+                    say=lambda m: console.print(m, style="dim", markup=False), lite=lite)
     table = Table(title=f"b2b-stream bench: {res['source']} at {res['size'][0]}x{res['size'][1]}, "
                         f"{res['engine']['backend']} on {res['engine']['device']}")
     for col in ("stage", "fps", "ms p50", "ms p95"):

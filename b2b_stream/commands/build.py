@@ -41,6 +41,8 @@ def resolve_size(size: str | None, profile_name: str | None, home) -> tuple[tupl
 @click.command(name="build")
 @click.option("--profile", "profile_name", metavar="NAME", default=None,
               help="Camera profile whose translator to fuse (default: none, the shipped deblurrer alone).")
+@click.option("--lite", is_flag=True,
+              help="Build the profile's distilled network alone (from `calibrate --lite`), cached in engines/<profile>/lite/.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="auto: tensorrt on CUDA when installed, else torch; on the CPU the faster of onnxruntime and torch.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None,
@@ -55,7 +57,7 @@ def resolve_size(size: str | None, profile_name: str | None, home) -> tuple[tupl
 @click.option("--home", type=click.Path(file_okay=False), default=None,
               help="Root of profiles/ and engines/ (default: $B2B_HOME or .).")
 @click.option("--rebuild", is_flag=True, help="Build even when a valid cached engine exists.")
-def build(profile_name, backend, precision, size, device, torch_mode, deblurrer, home, rebuild):
+def build(profile_name, lite, backend, precision, size, device, torch_mode, deblurrer, home, rebuild):
     """Compile translator + deblurrer into one fused engine and cache it under engines/<profile>/.
 
     The engine takes uint8 RGB frames of one size and returns deblurred uint8 frames; everything in
@@ -69,6 +71,7 @@ def build(profile_name, backend, precision, size, device, torch_mode, deblurrer,
     \b
     Example:
       b2b-stream build --profile desk
+      b2b-stream build --profile desk --lite --size 320x240
       b2b-stream build --profile desk --backend onnxruntime --size 640x480
       b2b-stream build --profile desk --backend tensorrt --precision fp16 --size 1280x720
     """
@@ -90,7 +93,8 @@ def build(profile_name, backend, precision, size, device, torch_mode, deblurrer,
     t0 = time.perf_counter()
     with console.status(f"building {backend} engine for {wh[0]}x{wh[1]} ..."):
         engine = get_engine(profile_name, backend=backend, precision=precision, device=str(dev), size=wh,
-                            deblurrer=deblurrer, torch_mode=torch_mode, home=home, rebuild=rebuild, say=say)
+                            deblurrer=deblurrer, torch_mode=torch_mode, home=home, rebuild=rebuild, say=say,
+                            lite=lite)
         seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         engine.warmup(1)

@@ -19,9 +19,14 @@ from b2b_train.cliutil import overrides_argument
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--eval-frames", type=click.IntRange(min=1), default=24, show_default=True, help="Blurry frames used for the evaluation.")
+@click.option("--lite", is_flag=True,
+              help="Also distil translator + deblurrer into one network (profiles/NAME/lite.safetensors) "
+                   "for `run --lite`: deblurrer speed, fidelity reported as PSNR vs the two networks.")
+@click.option("--lite-iters", type=click.IntRange(min=1), default=None, help="Distillation steps (default 600).")
 @click.option("--home", type=click.Path(file_okay=False), default=None, help="Root of profiles/ and engines/ (default: $B2B_HOME or .).")
 @overrides_argument
-def calibrate(camera, profile_name, config, iters, known, fresh, backend, precision, device, eval_frames, home, overrides):
+def calibrate(camera, profile_name, config, iters, known, fresh, backend, precision, device, eval_frames, lite, lite_iters,
+              home, overrides):
     """Train the camera's blur translator from its recorded clips, evaluate it and build its engine.
 
     Resumable: running it again continues the training where it stopped; --fresh restarts.
@@ -31,6 +36,7 @@ def calibrate(camera, profile_name, config, iters, known, fresh, backend, precis
     Example:
       b2b-stream calibrate --camera 0 --profile desk
       b2b-stream calibrate --camera 0 --profile desk --iters 500 data.batch_size=4
+      b2b-stream calibrate --camera 0 --profile desk --lite      # + one-network student for a CPU
     """
     from rich.console import Console
     from rich.table import Table
@@ -50,6 +56,8 @@ def calibrate(camera, profile_name, config, iters, known, fresh, backend, precis
         precision=precision,
         device=device,
         eval_frames=eval_frames,
+        lite=lite,
+        lite_iters=lite_iters,
         home=home,
         say=lambda m: console.print(f"[dim]{m}[/dim]"),
     )
@@ -58,16 +66,25 @@ def calibrate(camera, profile_name, config, iters, known, fresh, backend, precis
     table.add_column("input", justify="right")
     table.add_column("deblurrer alone", justify="right")
     table.add_column("b2b (translate + deblur)", justify="right")
+    lite_rep = report.get("lite")
+    if lite_rep:
+        table.add_column("lite (one network)", justify="right")
     sharp = report["evaluation"].get("sharpness") or {}
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-    table.add_row("sharpness (Laplacian var.)", fmt(sharp.get("input")), fmt(sharp.get("deblur_only")), fmt(sharp.get("b2b")))
+    table.add_row("sharpness (Laplacian var.)", fmt(sharp.get("input")), fmt(sharp.get("deblur_only")), fmt(sharp.get("b2b")),
+                  *([fmt(lite_rep.get("sharpness"))] if lite_rep else []))
     hands = report.get("hand_detection_rate")
     if hands:
         pct = lambda v: "-" if v is None else f"{100 * v:.0f} %"  # noqa: E731
-        table.add_row(f"frames with hands (of {hands['frames']})", pct(hands.get("raw")), pct(hands.get("deblur_only")), pct(hands.get("b2b")))
+        table.add_row(f"frames with hands (of {hands['frames']})", pct(hands.get("raw")), pct(hands.get("deblur_only")), pct(hands.get("b2b")),
+                      *([pct(hands.get("lite"))] if lite_rep else []))
+    if lite_rep:
+        table.add_row("PSNR vs translate + deblur (dB)", "", f"{lite_rep['baseline_psnr_vs_teacher']:.2f}", "",
+                      f"{lite_rep['psnr_vs_teacher']:.2f}")
     console.print(table)
     click.echo(f"report: {report_path(report_name=report['profile'], home=home)}")
-    click.echo(f"next: b2b-stream run --camera {camera or 0} --profile {report['profile']} --show")
+    click.echo(f"next: b2b-stream run --camera {camera or 0} --profile {report['profile']}"
+               f"{' --lite' if lite_rep else ''} --show")
 
 
 def report_path(report_name: str, home=None):

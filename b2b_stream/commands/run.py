@@ -26,6 +26,8 @@ def _sigterm_as_interrupt():
 @click.option("--camera", default="0", show_default=True, help="Source: webcam index, video file, image folder, or 'demo'.")
 @click.option("--profile", "profile_name", default=None,
               help="Camera profile (its translator + the deblurrer). Without one: the shipped default deblurrer alone.")
+@click.option("--lite", is_flag=True,
+              help="Run the profile's distilled network alone (from `calibrate --lite`): deblurrer speed, no translator.")
 @click.option("--home", type=click.Path(file_okay=False), default=None, help="Root of profiles/ and engines/ (default: $B2B_HOME or .).")
 @click.option("--show", is_flag=True, help="Window: raw | deblurred side by side, hands drawn, stats; q/Esc quits.")
 @click.option("--track", type=click.Choice(["hands", "none"]), default="hands", show_default=True, help="Hand tracking on the deblurred frames.")
@@ -48,7 +50,7 @@ def _sigterm_as_interrupt():
 @click.option("--config", "config", default="default", show_default=True, help="Stream preset (configs/stream) or YAML file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a stream setting, e.g. --set slot_size=2.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
-def run(camera, profile_name, home, show, track, out, landmarks, report, frames, backend, precision, device,
+def run(camera, profile_name, lite, home, show, track, out, landmarks, report, frames, backend, precision, device,
         width, height, fps, realtime, loop, virtual_cam, hand_model, config, overrides, quiet):
     """Deblur a camera in real time (translate -> deblur) and track hands on the result.
 
@@ -59,6 +61,7 @@ def run(camera, profile_name, home, show, track, out, landmarks, report, frames,
     \b
     Example:
       b2b-stream run --camera 0 --profile desk --show
+      b2b-stream run --camera 0 --profile desk --lite --show      # after calibrate --lite: one network
       b2b-stream run --camera demo --frames 300 --out demo.mp4 --landmarks hands.jsonl --report run.json
       b2b-stream run --camera clip.mp4 --backend none --track hands --landmarks raw_hands.jsonl
     """
@@ -77,6 +80,11 @@ def run(camera, profile_name, home, show, track, out, landmarks, report, frames,
         if not ok:
             raise B2BError(f"--show needs a display: {why}; use --out FILE.mp4 to save the result instead")
     prof = Profile.open(profile_name, home=home) if profile_name else None
+    if lite and prof is None:
+        raise B2BError("--lite runs a calibrated profile's distilled network: give --profile NAME")
+    if lite and backend != "none" and not prof.lite_path.is_file():  # before opening the camera
+        raise B2BError(f"profile {prof.name!r} has no lite network ({prof.lite_path} missing): run "
+                       f"`b2b-stream calibrate --profile {prof.name} --lite` first, or run without --lite")
 
     old_term = _sigterm_as_interrupt()
     source = engine = tracker = None
@@ -89,7 +97,7 @@ def run(camera, profile_name, home, show, track, out, landmarks, report, frames,
         if prof is None and backend != "none":
             console.print("no --profile: running the shipped default deblurrer alone (no blur translation for this camera)")
         engine = make_engine(prof, backend, precision, device, (source.width, source.height), home=home,
-                             say=lambda m: console.print(f"[dim]{m}[/]"))
+                             say=lambda m: console.print(f"[dim]{m}[/]"), lite=lite)
         console.print(f"engine: {getattr(engine, 'backend', '?')} on {getattr(engine, 'device', '?')}")
         tracker = make_tracker(track, hand_model, cfg)
         holder = {}
