@@ -281,6 +281,26 @@ def _centre_crop(img: np.ndarray, size: int, multiple: int = 8) -> np.ndarray:
     return np.ascontiguousarray(img[y : y + s_h, x : x + s_w])
 
 
+def _unusable(items: list[tuple[str, Path]], crop: int, limit: int = 4) -> str:
+    """Why sources cannot train (only on the error path: each is opened once), e.g.
+    ``"a.mkv: not a readable video; b.png: 1x1, smaller than the 96 px crop"``; "" if all look usable."""
+    from .data.io import probe_video, read_image
+
+    reasons = []
+    for kind, q in items:
+        try:
+            if kind == "image":
+                h, w = read_image(q).shape[:2]
+                if min(h, w) < crop:
+                    reasons.append(f"{q.name}: {w}x{h}, smaller than the {crop} px crop")
+            else:
+                probe_video(q)
+        except Exception as e:  # noqa: BLE001 - any failure to open is the reason itself
+            reasons.append(f"{q.name}: {str(e).replace(str(q), '').strip(': ') or type(e).__name__}")
+    more = f"; and {len(reasons) - limit} more" if len(reasons) > limit else ""
+    return "; ".join(reasons[:limit]) + more
+
+
 def load_sharp_sets(data: DeblurDataConfig) -> tuple[SharpSet, SharpSet, dict]:
     """Read training and validation images: ``(train, val, info)``.
 
@@ -304,15 +324,19 @@ def load_sharp_sets(data: DeblurDataConfig) -> tuple[SharpSet, SharpSet, dict]:
         else:
             clips = [it for it in items if it[0] == "clip"]
             if not clips:
+                bad = _unusable(stills, data.crop)
                 raise DataError(
                     f"too few sharp images ({len(stills)}) to hold {n} apart for validation; give --val"
+                    + (f" (unusable: {bad})" if bad else "")
                 )
             val_items = clips[-1:]
         val_keys = {q.resolve() for _, q in val_items}
         items = [(k, q) for k, q in items if q.resolve() not in val_keys]
         split = f"held apart {len(val_items)} of the sharp sources"
     if not items:
-        raise DataError("no training images left after setting the validation images apart")
+        bad = _unusable(val_items, data.crop)
+        raise DataError("no training images left after setting the validation images apart"
+                        + (f"; the sources are unusable: {bad}" if bad else ""))
     train = _read_items(items, data.frame_step, data.max_frames_per_clip)
     train = _rescale(train, list(data.scales))
     keep = [i for i, im in enumerate(train.images) if min(im.shape[:2]) >= data.crop]

@@ -335,10 +335,10 @@ def test_weights_inspect_and_bke_transfer_never_unpickle(bad, work, capfd, weigh
 @pytest.mark.parametrize(
     "sharp, extra, needles",
     [
-        ("zero", [], ["no training images"]),
-        ("text", [], ["no training images"]),
+        ("zero", [], ["no training images", "unusable", "empty file"]),
+        ("text", [], ["no training images", "unusable"]),
         ("empty", [], ["no images"]),
-        ("tiny", [], ["too few sharp images"]),
+        ("tiny", [], ["too few sharp images", "1x1"]),
         ("wide", [], ["too few sharp images"]),
         ("good", ["optim.lr=fast"], ["optim.lr"]),
         ("good", ["no_such.key=1"], ["no_such"]),
