@@ -39,19 +39,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import dump_yaml, load_config, to_dict
+from .config import load_config, to_dict
 from .errors import ConfigError, DataError
 from .metrics import psnr, ssim
 from .trainutil import (
     CheckpointManager,
-    CsvLogger,
-    check_finite,
+    adamw_cosine,
+    cosine_factor,
     pick_device,
     plot_losses,
-    progress as progress_bar,
-    rng_state,
-    set_rng_state,
+    resume_or_start,
+    run_supervised_steps,
     set_seed,
+    train_state,
 )
 
 __all__ = [
@@ -153,7 +153,8 @@ def load_deblurrer_config(preset: str | os.PathLike | None = "default", override
     return load_config(DeblurrerConfig, preset, overrides)
 
 
-# ----------------------------------------------------------------------------- losses, schedule
+# ----------------------------------------------------------------------------- losses
+# (cosine_factor, the schedule, lives in trainutil and is re-exported here)
 
 def psnr_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """NAFNet's PSNR loss: mean over the batch of ``10·log10(mse)`` (= minus the PSNR, peak 1).
@@ -174,21 +175,6 @@ _LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l1": lambda p, t: F.l1_loss(p.float(), t.float()),
     "charbonnier": charbonnier_loss,
 }
-
-
-def cosine_factor(total: int, warmup: int = 0, min_ratio: float = 0.0) -> Callable[[int], float]:
-    """LambdaLR factor: linear warm-up over ``warmup`` steps, then cosine from 1 to ``min_ratio``."""
-    total = max(1, int(total))
-    warmup = max(0, min(int(warmup), total - 1))
-
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, total - warmup)
-        t = min(max(t, 0.0), 1.0)
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    return factor
 
 
 # ----------------------------------------------------------------------------- data
@@ -365,7 +351,12 @@ class CropSampler:
 
     Each sample: a uniformly chosen image, a uniform crop position, a horizontal flip with
     probability ½ and a rotation by k·90°. Its generator state is part of the checkpoint.
+    Subclasses (distillation's ``PairSampler``) may keep other uint8 (``channels``, H, W) tensors in
+    ``images`` and leave rotations out (``rotate = False``: then no rotation is drawn).
     """
+
+    channels = 3
+    rotate = True
 
     def __init__(self, images: SharpSet, crop: int, seed: int):
         self.images = [torch.from_numpy(im).permute(2, 0, 1).contiguous() for im in images.images]
@@ -375,10 +366,10 @@ class CropSampler:
     def _randint(self, hi: int) -> int:
         return int(torch.randint(0, max(1, hi), (1,), generator=self.generator))
 
-    def batch(self, n: int) -> torch.Tensor:
-        """(n, 3, crop, crop) float32 in [0, 1]."""
+    def crops(self, n: int) -> torch.Tensor:
+        """(n, channels, crop, crop) uint8."""
         c = self.crop
-        out = torch.empty(n, 3, c, c, dtype=torch.uint8)
+        out = torch.empty(n, self.channels, c, c, dtype=torch.uint8)
         for i in range(n):
             img = self.images[self._randint(len(self.images))]
             _, h, w = img.shape
@@ -386,11 +377,16 @@ class CropSampler:
             patch = img[:, y : y + c, x : x + c]
             if self._randint(2):
                 patch = patch.flip(-1)
-            k = self._randint(4)
-            if k:
-                patch = torch.rot90(patch, k, dims=(1, 2))
+            if self.rotate:
+                k = self._randint(4)
+                if k:
+                    patch = torch.rot90(patch, k, dims=(1, 2))
             out[i] = patch
-        return out.float().div_(255.0)
+        return out
+
+    def batch(self, n: int) -> torch.Tensor:
+        """(n, 3, crop, crop) float32 in [0, 1]."""
+        return self.crops(n).float().div_(255.0)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -505,11 +501,8 @@ def train_deblurrer(
     blur = make_known_blur(cfg.known, device)
     net = _build_net(cfg).to(device)
     net.train()
-    opt = torch.optim.AdamW(
-        net.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay
-    )
-    min_ratio = cfg.optim.min_lr / cfg.optim.lr if cfg.optim.lr > 0 else 0.0
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_factor(cfg.iters, cfg.optim.warmup, min_ratio))
+    opt, sched = adamw_cosine(net.parameters(), cfg.optim.lr, cfg.optim.betas, cfg.optim.weight_decay,
+                              cfg.iters, cfg.optim.warmup, cfg.optim.min_lr)
     use_amp = bool(cfg.amp and device.type == "cuda")
     amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -525,37 +518,12 @@ def train_deblurrer(
             sharp = to_tensor(img)[None].to(device)
             val_pairs.append((blur(sharp, generator=val_gen).clamp(0, 1), sharp))
 
-    step = 0
+    step, logger = resume_or_start(out, latest, cfg, net, opt, sched, sampler, scaler, say=say)
     if latest is not None:
-        state, meta = latest
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        sampler.load_state_dict(state["sampler"])
-        blur_gen.set_state(state["blur_generator"].to(torch.uint8))
-        set_rng_state(state["rng"])
-        step = int(state["step"])
-        if step != sched.last_epoch:
-            sched.last_epoch = step
-        say(f"resumed {out} at step {step}")
-    else:
-        (out / "config.yaml").write_text(dump_yaml(cfg))
-
-    logger = CsvLogger(out / "log.csv")
-    logger.truncate_after(step)
+        blur_gen.set_state(latest[0]["blur_generator"].to(torch.uint8))
 
     def save_ckpt(s: int) -> Path:
-        state = {
-            "model": net.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "sampler": sampler.state_dict(),
-            "blur_generator": blur_gen.get_state(),
-            "rng": rng_state(),
-        }
+        state = train_state(net, opt, sched, sampler, scaler, blur_generator=blur_gen.get_state())
         return ckpts.save(s, state, {"config": cfg_dict, "kind": "deblurrer-train-state"})
 
     def validate(s: int) -> dict:
@@ -572,42 +540,25 @@ def train_deblurrer(
         )
         return res
 
-    end = cfg.iters if stop_at is None else min(cfg.iters, int(stop_at))
-    t0 = time.time()
-    acc_loss, acc_n = 0.0, 0
-    with progress_bar(cfg.iters, f"{cfg.net}", enabled=progress, completed=step) as bar:
-        while step < end:
-            sharp = sampler.batch(cfg.batch_size).to(device, non_blocking=True)
-            with torch.no_grad():
-                blurry = blur(sharp, generator=blur_gen).clamp(0, 1)
-            if use_amp:
-                with torch.autocast("cuda", dtype=amp_dtype):
-                    pred = net(blurry)
-            else:
+    def loss_step() -> torch.Tensor:
+        sharp = sampler.batch(cfg.batch_size).to(device, non_blocking=True)
+        with torch.no_grad():
+            blurry = blur(sharp, generator=blur_gen).clamp(0, 1)
+        if use_amp:
+            with torch.autocast("cuda", dtype=amp_dtype):
                 pred = net(blurry)
-            loss = loss_fn(pred, sharp)
-            check_finite(loss=loss)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            step += 1
-            lv = float(loss.detach())
-            acc_loss, acc_n = acc_loss + lv, acc_n + 1
-            bar.advance(1, loss=lv)
-            if step % cfg.log_every == 0 or step == end:
-                logger.log(step, loss=acc_loss / acc_n, lr=opt.param_groups[0]["lr"])
-                acc_loss, acc_n = 0.0, 0
-            if step % cfg.val_every == 0 and step != cfg.iters:
-                validate(step)
-            if step % cfg.ckpt_every == 0 or step == end:
-                save_ckpt(step)
+        else:
+            pred = net(blurry)
+        return loss_fn(pred, sharp)
+
+    t0 = time.time()
+    step = run_supervised_steps(
+        loss_step, net, opt, sched, step=step, iters=cfg.iters, stop_at=stop_at, logger=logger,
+        log_every=cfg.log_every, val_every=cfg.val_every, ckpt_every=cfg.ckpt_every,
+        validate=validate, save_ckpt=save_ckpt, grad_clip=cfg.optim.grad_clip, scaler=scaler,
+        description=f"{cfg.net}", show_progress=progress, say=say, resume_hint="the same --out",
+    )
     if step < cfg.iters:
-        say(f"stopped at step {step} of {cfg.iters}; run again with the same --out to resume")
         return ckpts.path_for(step)
 
     res = validate(step)

@@ -42,18 +42,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import dump_yaml, to_dict
+from .config import to_dict
+from .deblur_trainer import CropSampler
 from .errors import B2BError, CheckpointError, ConfigError, DataError
 from .trainutil import (
     CheckpointManager,
-    CsvLogger,
-    check_finite,
+    adamw_cosine,
     pick_device,
     plot_losses,
-    progress as progress_bar,
-    rng_state,
-    set_rng_state,
+    resume_or_start,
+    run_supervised_steps,
     set_seed,
+    train_state,
 )
 
 __all__ = ["DistillConfig", "PairSampler", "distill", "load_blurry_frames", "teacher_fn", "WEIGHTS_NAME"]
@@ -162,44 +162,33 @@ def load_blurry_frames(
     return frames, names
 
 
-class PairSampler:
+class PairSampler(CropSampler):
     """Aligned random crops of (input, target) frame pairs with horizontal flips, own generator.
 
     Each pair is stored as one uint8 (6, H, W) tensor so a crop and a flip always hit both alike.
-    Crops are ``min(crop, smallest side)`` square (rounded down to a multiple of 8).
+    Crops are ``min(crop, smallest side)`` square (rounded down to a multiple of 8). No rotations:
+    the camera's blur need not be rotation-symmetric.
     """
 
+    channels = 6
+    rotate = False
+
     def __init__(self, inputs: list[np.ndarray], targets: list[np.ndarray], crop: int, seed: int):
-        self.pairs = [torch.from_numpy(np.concatenate([a, b], axis=2)).permute(2, 0, 1).contiguous()
-                      for a, b in zip(inputs, targets)]
-        smallest = min(min(p.shape[1:]) for p in self.pairs)
+        self.images = [torch.from_numpy(np.concatenate([a, b], axis=2)).permute(2, 0, 1).contiguous()
+                       for a, b in zip(inputs, targets)]
+        smallest = min(min(p.shape[1:]) for p in self.images)
         c = min(int(crop), smallest)
         self.crop = max(8, c - c % 8) if c >= 8 else c
         self.generator = torch.Generator().manual_seed(int(seed))
 
-    def _randint(self, hi: int) -> int:
-        return int(torch.randint(0, max(1, hi), (1,), generator=self.generator))
+    @property
+    def pairs(self) -> list[torch.Tensor]:
+        return self.images
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(inputs, targets)``, each (n, 3, crop, crop) float32 in [0, 1]."""
-        c = self.crop
-        out = torch.empty(n, 6, c, c, dtype=torch.uint8)
-        for i in range(n):
-            p = self.pairs[self._randint(len(self.pairs))]
-            _, h, w = p.shape
-            y, x = self._randint(h - c + 1), self._randint(w - c + 1)
-            patch = p[:, y : y + c, x : x + c]
-            if self._randint(2):
-                patch = patch.flip(-1)
-            out[i] = patch
-        out = out.float().div_(255.0)
+        out = self.crops(n).float().div_(255.0)
         return out[:, :3], out[:, 3:]
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"].to(torch.uint8))
 
 
 # ----------------------------------------------------------------------------- networks
@@ -367,7 +356,7 @@ def distill(
     import shutil
 
     from .data.io import to_tensor
-    from .deblur_trainer import charbonnier_loss, cosine_factor
+    from .deblur_trainer import charbonnier_loss
     from .nets import registry
     from .shipped import resolve_deblurrer
 
@@ -443,38 +432,20 @@ def distill(
 
         load_state_dict_strict(student, db_net.state_dict(), source=db_desc, what=name)
         student = student.to(device).train()
-        opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=(0.9, 0.9), weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_factor(cfg.iters, 0, cfg.min_lr / cfg.lr))
+        opt, sched = adamw_cosine(student.parameters(), cfg.lr, (0.9, 0.9), cfg.weight_decay, cfg.iters, 0, cfg.min_lr)
         sampler = PairSampler([frames[i] for i in train_idx], [targets[i] for i in train_idx], cfg.crop, cfg.seed)
         loss_fn = charbonnier_loss if cfg.loss == "charbonnier" else (lambda p, t: (p.float() - t.float()).abs().mean())
         val_in = [to_tensor(frames[i])[None].to(device) for i in val_idx]
         val_t = [to_tensor(targets[i])[None].to(device) for i in val_idx]
         baseline = _psnr_vs(db_net, val_in, val_t)
 
-        step = 0
-        if latest is not None:
-            state, _meta = latest
-            student.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            sampler.load_state_dict(state["sampler"])
-            set_rng_state(state["rng"])
-            step = int(state["step"])
-            if step != sched.last_epoch:
-                sched.last_epoch = step
-            say(f"resumed {out} at step {step}")
-        else:
-            (out / "config.yaml").write_text(dump_yaml(cfg))
-        logger = CsvLogger(out / "log.csv")
-        logger.truncate_after(step)
+        step, logger = resume_or_start(out, latest, cfg, student, opt, sched, sampler, say=say)
         say(f"distilling {name} ({db_desc}) from deblurrer∘translator: {len(train_idx)} training frames, "
             f"{len(val_idx)} held apart; {cfg.iters} steps of {cfg.batch}×{sampler.crop}² crops")
         say(f"baseline: deblurrer alone vs teacher {baseline:.2f} dB")
 
         def save_ckpt(s: int) -> Path:
-            state = {"model": student.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "sampler": sampler.state_dict(), "rng": rng_state()}
-            return ckpts.save(s, state, {"config": cfg_dict, "kind": "distill-train-state"})
+            return ckpts.save(s, train_state(student, opt, sched, sampler), {"config": cfg_dict, "kind": "distill-train-state"})
 
         def validate(s: int) -> float:
             v = _psnr_vs(student, val_in, val_t)
@@ -483,32 +454,18 @@ def distill(
             say(f"step {s}: student vs teacher {v:.2f} dB (deblurrer alone {baseline:.2f})")
             return v
 
-        end = cfg.iters if stop_at is None else min(cfg.iters, int(stop_at))
+        def loss_step() -> torch.Tensor:
+            x, t = sampler.batch(cfg.batch)
+            x, t = x.to(device), t.to(device)
+            return loss_fn(student(x), t)
+
         t0 = time.time()
-        acc, acc_n = 0.0, 0
-        with progress_bar(cfg.iters, f"distil {name}", enabled=progress, completed=step) as bar:
-            while step < end:
-                x, t = sampler.batch(cfg.batch)
-                x, t = x.to(device), t.to(device)
-                loss = loss_fn(student(x), t)
-                check_finite(loss=loss)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-                opt.step()
-                sched.step()
-                step += 1
-                lv = float(loss.detach())
-                acc, acc_n = acc + lv, acc_n + 1
-                bar.advance(1, loss=lv)
-                if step % cfg.log_every == 0 or step == end:
-                    logger.log(step, loss=acc / acc_n, lr=opt.param_groups[0]["lr"])
-                    acc, acc_n = 0.0, 0
-                if step % cfg.val_every == 0 and step != cfg.iters:
-                    validate(step)
-                if step % cfg.ckpt_every == 0 or step == end:
-                    save_ckpt(step)
+        step = run_supervised_steps(
+            loss_step, student, opt, sched, step=step, iters=cfg.iters, stop_at=stop_at, logger=logger,
+            log_every=cfg.log_every, val_every=cfg.val_every, ckpt_every=cfg.ckpt_every,
+            validate=validate, save_ckpt=save_ckpt, grad_clip=cfg.grad_clip,
+            description=f"distil {name}", show_progress=progress, say=say,
+        )
         seconds = round(time.time() - t0, 1)
         result = {
             "net": name,
@@ -522,7 +479,6 @@ def distill(
             "psnr_baseline": round(baseline, 3),
         }
         if step < cfg.iters:
-            say(f"stopped at step {step} of {cfg.iters}; run again with the same output folder to resume")
             return {**result, "weights": str(ckpts.path_for(step)), "done": False,
                     "psnr_student": round(_psnr_vs(student, val_in, val_t), 3)}
         final_psnr = validate(step)

@@ -4,7 +4,11 @@
   newest ``keep`` kept; :meth:`latest` skips a damaged newest file and falls back to the one before.
 * :func:`rng_state` / :func:`set_rng_state` / :func:`set_seed` - every RNG b2b touches (torch, CUDA,
   numpy, random) captured as tensors, so a resumed run continues exactly like an uninterrupted one.
-* :func:`lr_constant_then_linear` - the paper's schedule (constant, then linear decay to zero).
+* :func:`lr_constant_then_linear` - the paper's schedule (constant, then linear decay to zero);
+  :func:`cosine_factor` / :func:`adamw_cosine` - warm-up + cosine decay (deblurrer, distillation).
+* :func:`train_state` / :func:`load_train_state` / :func:`resume_or_start` - the checkpointed
+  state of a supervised run and picking it up;
+  :func:`run_supervised_steps` - its training loop (optional AMP scaler, clipping, logs, checkpoints).
 * :class:`CsvLogger`, :func:`plot_losses` - a CSV of metrics per step and its PNG plot.
 * :func:`progress` - a rich progress bar with ETA and live metrics.
 * :func:`check_finite` / :class:`NonFiniteError` - the NaN/Inf guard.
@@ -21,7 +25,7 @@ import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -37,6 +41,12 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "lr_constant_then_linear",
+    "cosine_factor",
+    "adamw_cosine",
+    "train_state",
+    "load_train_state",
+    "resume_or_start",
+    "run_supervised_steps",
     "CsvLogger",
     "plot_losses",
     "progress",
@@ -181,6 +191,153 @@ def lr_constant_then_linear(total: int, decay_start: int):
         return max(0.0, 1.0 - (step - decay_start) / span)
 
     return factor
+
+
+def cosine_factor(total: int, warmup: int = 0, min_ratio: float = 0.0) -> Callable[[int], float]:
+    """LambdaLR factor: linear warm-up over ``warmup`` steps, then cosine from 1 to ``min_ratio``."""
+    total = max(1, int(total))
+    warmup = max(0, min(int(warmup), total - 1))
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        t = min(max(t, 0.0), 1.0)
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return factor
+
+
+def adamw_cosine(
+    params,
+    lr: float,
+    betas: tuple[float, float],
+    weight_decay: float,
+    iters: int,
+    warmup: int = 0,
+    min_lr: float = 0.0,
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """``(AdamW, LambdaLR)``: AdamW stepping through :func:`cosine_factor` from ``lr`` to ``min_lr``."""
+    opt = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+    min_ratio = min_lr / lr if lr > 0 else 0.0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_factor(iters, warmup, min_ratio))
+    return opt, sched
+
+
+# ----------------------------------------------------------------------------- supervised runs
+
+def train_state(model, opt, sched, sampler, scaler=None, **extra: Any) -> dict[str, Any]:
+    """What a resumed supervised run needs: model, optimiser, scheduler, AMP scaler (when one is
+    given; ``{}`` while it is disabled), data sampler, ``extra`` entries, and the global RNGs."""
+    state: dict[str, Any] = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict() if scaler.is_enabled() else {}
+    state["sampler"] = sampler.state_dict()
+    state.update(extra)
+    state["rng"] = rng_state()
+    return state
+
+
+def load_train_state(state: Mapping[str, Any], model, opt, sched, sampler, scaler=None) -> int:
+    """Restore what :func:`train_state` saved (extra entries are the caller's); returns the step."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    sampler.load_state_dict(state["sampler"])
+    set_rng_state(state["rng"])
+    step = int(state["step"])
+    if step != sched.last_epoch:
+        sched.last_epoch = step
+    return step
+
+
+def resume_or_start(
+    out: Path, latest: tuple[dict, dict] | None, cfg, model, opt, sched, sampler, scaler=None, say=None
+) -> tuple[int, CsvLogger]:
+    """``(step, logger)``: resume from ``latest`` (a ``CheckpointManager.latest()`` result, extra
+    entries left to the caller) or, when None, start at step 0 writing ``out/config.yaml``; the
+    ``out/log.csv`` logger is cut back to the step."""
+    step = 0
+    if latest is not None:
+        step = load_train_state(latest[0], model, opt, sched, sampler, scaler)
+        if say is not None:
+            say(f"resumed {out} at step {step}")
+    else:
+        from .config import dump_yaml
+
+        (out / "config.yaml").write_text(dump_yaml(cfg))
+    logger = CsvLogger(out / "log.csv")
+    logger.truncate_after(step)
+    return step, logger
+
+
+def run_supervised_steps(
+    loss_step: Callable[[], torch.Tensor],
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched,
+    *,
+    step: int,
+    iters: int,
+    stop_at: int | None,
+    logger: CsvLogger,
+    log_every: int,
+    val_every: int,
+    ckpt_every: int,
+    validate: Callable[[int], Any],
+    save_ckpt: Callable[[int], Any],
+    grad_clip: float = 0.0,
+    scaler=None,
+    description: str = "training",
+    show_progress: bool = True,
+    say: Callable[[str], None] | None = None,
+    resume_hint: str = "the same output folder",
+) -> int:
+    """Train from ``step`` to ``iters`` (or ``stop_at``); returns the step reached.
+
+    Each step: ``loss = loss_step()`` (draws a batch, runs the model), the NaN/Inf guard, backward
+    (through ``scaler``, an AMP GradScaler, when given), gradient-norm clipping when ``grad_clip > 0``,
+    optimiser and scheduler steps. The mean loss and the lr are logged every ``log_every`` steps and
+    at the last step; ``validate(step)`` runs every ``val_every`` steps (not at ``iters``: the caller
+    validates the finished run); ``save_ckpt(step)`` every ``ckpt_every`` steps and at the last step.
+    Stopping before ``iters`` tells ``say`` how to resume.
+    """
+    end = iters if stop_at is None else min(iters, int(stop_at))
+    acc, acc_n = 0.0, 0
+    with progress(iters, description, enabled=show_progress, completed=step) as bar:
+        while step < end:
+            loss = loss_step()
+            check_finite(loss=loss)
+            opt.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                if grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                if grad_clip > 0:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                scaler.step(opt)
+                scaler.update()
+            sched.step()
+            step += 1
+            lv = float(loss.detach())
+            acc, acc_n = acc + lv, acc_n + 1
+            bar.advance(1, loss=lv)
+            if step % log_every == 0 or step == end:
+                logger.log(step, loss=acc / acc_n, lr=opt.param_groups[0]["lr"])
+                acc, acc_n = 0.0, 0
+            if step % val_every == 0 and step != iters:
+                validate(step)
+            if step % ckpt_every == 0 or step == end:
+                save_ckpt(step)
+    if step < iters and say is not None:
+        say(f"stopped at step {step} of {iters}; run again with {resume_hint} to resume")
+    return step
 
 
 # ----------------------------------------------------------------------------- logs and plots
