@@ -242,7 +242,8 @@ class OnnxEngine(Engine):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = int(threads or torch.get_num_threads())
         # idle worker threads sleep instead of spinning: in the pipeline the capture and tracking
-        # threads need those cores between frames (spinning halved the lite profile's fps on 2 cores)
+        # threads need those cores between frames (lite profile, 2 cores, 2 threads: pipeline 11.8 fps
+        # without spinning, 11.2 with; BENCHMARKS.md `lite`)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), opts, providers=providers)
