@@ -135,6 +135,23 @@ def _hand_rates(frames: list[tuple[str, np.ndarray]], engines: dict, say: Callab
     return out
 
 
+def _verdict(train_meta: dict, hands: dict | None, tolerance: float = 0.05) -> list[str]:
+    """What the user should know before trusting the profile (the report's ``warnings``)."""
+    out = []
+    prov = (train_meta or {}).get("provenance") or {}
+    note = (prov.get("known_match") or {}).get("note")
+    if note:
+        out.append(note)
+    if prov.get("vgg_weights") == "random":
+        out.append("the translator's content loss used random VGG features (no ImageNet VGG file): "
+                   "`b2b-train weights fetch vgg16` (or vgg19 for the paper preset) and calibrate again with --fresh")
+    if hands and "b2b" in hands and "deblur_only" in hands and hands["b2b"] < hands["deblur_only"] - tolerance:
+        out.append(f"with the translator, hands are found in fewer frames ({hands['b2b']:.0%}) than with the "
+                   f"deblurrer alone ({hands['deblur_only']:.0%}): train longer (--iters), record more clips, "
+                   f"or run without --profile until then")
+    return out
+
+
 def _distill_lite(prof: Profile, iters: int | None, fresh: bool, progress: bool, say: Callable[[str], None],
                   **settings) -> dict:
     """Distil the profile's deblurrer∘translator into ``lite.safetensors``; the numbers for the report.
@@ -271,6 +288,9 @@ def calibrate(
             train_meta = json.loads(meta_file.read_text())
         except json.JSONDecodeError:
             train_meta = {}
+    warnings = _verdict(train_meta, hands)
+    for w in warnings:
+        say("warning: " + w)
     report = {
         "profile": prof.name,
         "camera": camera,
@@ -283,6 +303,7 @@ def calibrate(
         "hand_detection_rate": hands,
         **({"lite": lite_report} if lite_report is not None else {}),
         "samples": [str(grid)] if grid.is_file() else [],
+        "warnings": warnings,
     }
     atomic_write(prof.report_path, (json.dumps(report, indent=2) + "\n").encode())
     return report

@@ -84,6 +84,8 @@ def test_record_calibrate_run_end_to_end(env, b2b_home, asl_clips, hand_model):
     assert hands["frames"] == 4 and 0.0 <= hands["b2b"] <= 1.0 and hands["raw"] > 0.5  # ASL clips show hands
     assert report["samples"] and Path(report["samples"][0]).is_file()
     assert "frames with hands" in r.stderr + r.stdout
+    vgg = report["translator"]["meta"]["provenance"]["vgg_weights"]
+    assert any("random VGG" in w for w in report["warnings"]) == (vgg == "random")
 
     # Rerunning continues (nothing to train: the run is complete) and rebuilds nothing.
     r2 = _cli(["b2b-stream", "calibrate", "--profile", "cam", "--eval-frames", "2", "--backend", "torch", *TINY],
@@ -105,3 +107,13 @@ def test_record_calibrate_run_end_to_end(env, b2b_home, asl_clips, hand_model):
     lines = [json.loads(x) for x in lm.read_text().splitlines()]
     assert len(lines) == 24 and sum(bool(x["hands"]) for x in lines) >= 12
     assert all(len(h["landmarks"]) == 21 for x in lines for h in x["hands"])
+
+
+def test_verdict_warns_when_the_translator_hurts_or_the_material_is_weak():
+    from b2b_stream.calibrate import _verdict
+
+    meta = {"provenance": {"vgg_weights": "/w/vgg16.pth", "known_match": {"note": "the blurry frames are barely blurrier"}}}
+    assert _verdict(meta, {"frames": 10, "raw": 0.9, "deblur_only": 0.8, "b2b": 0.8}) == ["the blurry frames are barely blurrier"]
+    worse = _verdict({"provenance": {"vgg_weights": "random"}}, {"frames": 10, "raw": 0.9, "deblur_only": 0.8, "b2b": 0.6})
+    assert len(worse) == 2 and "random VGG" in worse[0] and "60%" in worse[1] and "80%" in worse[1]
+    assert _verdict({}, None) == [] and _verdict({}, {"frames": 10, "deblur_only": 0.8, "b2b": 0.78}) == []
