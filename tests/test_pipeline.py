@@ -337,3 +337,25 @@ def test_virtual_cam_without_pyvirtualcam_says_so(tmp_path):
                         "--backend", "none", "--track", "none", "--frames", "5"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "pyvirtualcam" in r.stderr.strip().splitlines()[-1]
+
+
+def test_inference_threads_leave_a_core_for_tracking_on_small_cpus(monkeypatch):
+    import torch
+
+    from b2b_stream import pipeline as P
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(P.os, "cpu_count", lambda: 2)
+        said = []
+        assert P.set_inference_threads("hands", "cpu", say=said.append) == 1
+        assert torch.get_num_threads() == 1 and "1 of 2 cores" in said[0]
+        assert P.set_inference_threads("none", "cpu") is None  # no tracking: all cores to inference
+        monkeypatch.setattr(P.os, "cpu_count", lambda: 16)
+        assert P.set_inference_threads("hands", "cpu") is None  # plenty of cores: torch's default
+        monkeypatch.setattr(P.os, "cpu_count", lambda: 4)
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")
+        assert P.set_inference_threads("hands", "cpu") is None  # the user's setting wins
+    finally:
+        torch.set_num_threads(before)

@@ -108,7 +108,10 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
     else:
         from b2b_stream.engines import get_engine, resolve_device
 
+        from b2b_stream.pipeline import set_inference_threads
+
         dev = resolve_device(device)
+        set_inference_threads(track, str(dev), say=say)
         prec = precision or ("fp16" if dev.type == "cuda" else "fp32")
         engine = get_engine(profile, backend=backend, precision=prec, device=str(dev), size=(w, h),
                             deblurrer=deblurrer, home=home, say=say, lite=lite)

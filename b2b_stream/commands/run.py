@@ -68,7 +68,7 @@ def run(camera, profile_name, lite, home, show, track, out, landmarks, report, f
     from rich.console import Console
 
     from b2b_train.config import load_config
-    from b2b_stream.pipeline import Pipeline, StreamConfig, make_engine, make_tracker
+    from b2b_stream.pipeline import Pipeline, StreamConfig, make_engine, make_tracker, set_inference_threads
     from b2b_stream.profile import Profile
     from b2b_stream.sinks import JsonlSink, VideoSink, VirtualCamSink, WindowSink, display_available
     from b2b_stream.sources import open_source
@@ -96,6 +96,8 @@ def run(camera, profile_name, lite, home, show, track, out, landmarks, report, f
         console.print(f"source: {source.describe()}")
         if prof is None and backend != "none":
             console.print("no --profile: running the shipped default deblurrer alone (no blur translation for this camera)")
+        if backend != "none":
+            set_inference_threads(track, device, say=lambda m: console.print(f"[dim]{m}[/]"))
         engine = make_engine(prof, backend, precision, device, (source.width, source.height), home=home,
                              say=lambda m: console.print(f"[dim]{m}[/]"), lite=lite)
         console.print(f"engine: {getattr(engine, 'backend', '?')} on {getattr(engine, 'device', '?')}")
