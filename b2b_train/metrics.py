@@ -43,15 +43,19 @@ def _batch(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor, quantize: bool = True) -> float:
-    """Mean PSNR (dB) over the batch, peak 255 on 8-bit levels; inf for identical images."""
+def _levels(pred: torch.Tensor, target: torch.Tensor, quantize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both images as (N,3,H,W) float64 on the 0..255 scale (rounded to 8-bit levels with ``quantize``)."""
     pred, target = _batch(pred), _batch(target)
     if pred.shape != target.shape:
         raise ValueError(f"shape mismatch {tuple(pred.shape)} vs {tuple(target.shape)}")
     if quantize:
-        a, b = to_uint8_levels(pred), to_uint8_levels(target)
-    else:
-        a, b = pred.double() * 255.0, target.double() * 255.0
+        return to_uint8_levels(pred), to_uint8_levels(target)
+    return pred.double() * 255.0, target.double() * 255.0
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, quantize: bool = True) -> float:
+    """Mean PSNR (dB) over the batch, peak 255 on 8-bit levels; inf for identical images."""
+    a, b = _levels(pred, target, quantize)
     mse = ((a - b) ** 2).flatten(1).mean(1)
     vals = [math.inf if m == 0 else 10.0 * math.log10(255.0**2 / float(m)) for m in mse]
     return float(sum(vals) / len(vals))
@@ -65,13 +69,7 @@ def _gaussian_window_1d(size: int = 11, sigma: float = 1.5, dtype=torch.float64)
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, quantize: bool = True) -> float:
     """Mean SSIM over the batch (Wang 2004, 11x11 Gaussian sigma 1.5, valid region, channel mean)."""
-    pred, target = _batch(pred), _batch(target)
-    if pred.shape != target.shape:
-        raise ValueError(f"shape mismatch {tuple(pred.shape)} vs {tuple(target.shape)}")
-    if quantize:
-        a, b = to_uint8_levels(pred), to_uint8_levels(target)
-    else:
-        a, b = pred.double() * 255.0, target.double() * 255.0
+    a, b = _levels(pred, target, quantize)
     n, c, h, w = a.shape
     if h < 11 or w < 11:
         raise ValueError(f"SSIM needs images of at least 11x11, got {h}x{w}")

@@ -90,3 +90,14 @@ def write_frame_sets(root: Path, blurry_clip: Path, sharp_clip: Path, step: int,
         for i, _t, img in iter_video_frames(clip, step=step, max_frames=max_frames):
             write_image(root / label / f"{clip.stem}_{i:03d}.png", cv2.resize(img, size, interpolation=cv2.INTER_AREA))
     return root / "blurry", root / "sharp"
+
+
+def run_train_cli(args: list[str]) -> int:
+    """``b2b-train ARGS`` in this process; its exit code (0 when it returns normally)."""
+    from b2b_train.cli import main
+
+    try:
+        main(args)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0

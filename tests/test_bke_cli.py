@@ -7,17 +7,9 @@ import torch
 from click.testing import CliRunner
 
 from b2b_train.blur import make_known_blur
-from b2b_train.cli import main as train_main
+from conftest import run_train_cli as _run
 from b2b_train.commands.bke import bke
 from b2b_train.data.io import read_image, to_tensor, to_uint8, write_image
-
-
-def _run(args) -> int:
-    try:
-        train_main(args)
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

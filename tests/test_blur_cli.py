@@ -9,18 +9,10 @@ import torch
 from click.testing import CliRunner
 
 from b2b_train.blur import load_kernels
-from b2b_train.cli import main as train_main
+from conftest import run_train_cli as _run
 from b2b_train.commands.kernels import kernels
 from b2b_train.data.io import read_image, write_image
 from b2b_train.metrics import laplacian_variance_np
-
-
-def _run(args) -> int:
-    try:
-        train_main(args)
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
