@@ -64,12 +64,13 @@ def _build_nets(translator: str, deblurrer: str, tiny: bool = False):
 
     torch.manual_seed(0)
     kw = (lambda n: dict(registry.spec(n).extra.get("tiny", {}))) if tiny else (lambda n: {})
-    tr = registry.build(translator, **kw(translator)).eval()
+    # translator "none": the deblurrer alone, which is also the shape of a --lite (distilled) engine
+    tr = None if translator == "none" else registry.build(translator, **kw(translator)).eval()
     db = registry.build(deblurrer, **kw(deblurrer)).eval()
     m = 1
     import math
 
-    for name in (translator, deblurrer):
+    for name in ((deblurrer,) if tr is None else (translator, deblurrer)):
         k = max(1, int(registry.spec(name).multiple))
         m = m * k // math.gcd(m, k)
     return tr, db, m
@@ -120,7 +121,7 @@ def _variant(name: str, tr, db, m: int, size, workdir: Path, args) -> dict:
     def fused(dtype):
         import copy
 
-        f = FusedDeblur(copy.deepcopy(tr), copy.deepcopy(db), multiple=m).to(dev, dtype).eval()
+        f = FusedDeblur(copy.deepcopy(tr) if tr is not None else None, copy.deepcopy(db), multiple=m).to(dev, dtype).eval()
         if cl:
             f = f.to(memory_format=torch.channels_last)
         return f
@@ -341,7 +342,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--api-size", default="320x240", help="size for the get_engine end-to-end check")
-    ap.add_argument("--translator", default="mimo-unet")
+    ap.add_argument("--translator", default="mimo-unet",
+                    help="translator net, or 'none' for the deblurrer alone (the shape of a --lite engine)")
     ap.add_argument("--deblurrer", default="nafnet-gopro-width32")
     ap.add_argument("--budget", type=float, default=270.0, help="seconds for the whole check")
     ap.add_argument("--step-seconds", type=float, default=2.5, help="timing window per variant")
