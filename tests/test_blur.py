@@ -304,6 +304,14 @@ def test_matched_noise_keeps_the_sharp_frames_sensor_noise(kodak_images):
     assert bool((sp < 0.4 * sx).all()), (sx, sp)  # the blur removed most of the noise
     assert bool(((sm - sx).abs() < 0.2 * sx).all()), (sx, sm)
     assert "own noise" in matched.describe()
+    # with the configured sensor noise on too, a noisy input gets no extra (K not noisier than the
+    # camera), while a clean photo still gets the configured noise
+    both = make_known_blur(_cfg(spatial=spatial, kernels={"extent": [7.0, 13.0]},
+                                noise={"p": 1.0, "shot": [0.0004, 0.0004], "read": [0.004, 0.004], "match": True}))
+    sb = estimate_noise(both(x, torch.Generator().manual_seed(0)))
+    assert bool(((sb - sx).abs() < 0.2 * sx).all()), (sx, sb)
+    clean = _batch(kodak_images[3:6], (128, 160))
+    assert bool((estimate_noise(both(clean, torch.Generator().manual_seed(0))) > estimate_noise(plain(clean, torch.Generator().manual_seed(0)))).all())
     # a clean (constant) image gets nothing: no noise to keep
     c = torch.full((2, 3, 40, 56), 0.4)
     assert torch.equal(matched(c, torch.Generator().manual_seed(0)), torch.round(c * 255) / 255)

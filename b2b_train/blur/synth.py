@@ -154,7 +154,9 @@ class NoiseConfig:
     and the discriminator could tell them apart by noise alone (the translator then learns to
     denoise and smear instead of converting blur). With ``match`` the noise level of each input
     image and channel is estimated (:func:`estimate_noise`) and the part the blur removed is added
-    back as Gaussian noise where the image was blurred, before the configured noise above.
+    back as Gaussian noise where the image was blurred; the configured noise above is then added only
+    as far as the input lacks it (a clean photo gets all of it, a noisy webcam frame none), so K is as
+    noisy as the camera's frames, not noisier.
     """
 
     p: float = 1.0
@@ -534,6 +536,11 @@ class KnownBlur:
             on = (torch.rand(n, generator=generator, device=gdev) < nc.p).float()
             shot = on * (nc.shot[0] + (nc.shot[1] - nc.shot[0]) * torch.rand(n, generator=generator, device=gdev))
             read = on * (nc.read[0] + (nc.read[1] - nc.read[0]) * torch.rand(n, generator=generator, device=gdev))
+            if nc.match:  # only the part of the configured noise the input does not already have
+                have = (estimate_noise(x) ** 2).mean(1).to(gdev)  # (n,)
+                want = shot * 0.5 + read**2  # the configured variance at mid-grey
+                f2 = (1 - have / want.clamp_min(1e-12)).clamp(0, 1)
+                shot, read = shot * f2, read * f2.sqrt()
             y = add_noise(y, shot.to(device), read.to(device), generator)
         y = y.clamp(0, 1)
         if cfg.quantize:
