@@ -101,3 +101,16 @@ def run_train_cli(args: list[str]) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     return 0
+
+
+def tiny_translator(batch: int = 4, val_images: int = 2, **train) -> list[str]:
+    """Translator overrides for a real run of the real loop in seconds: tiny networks, 48² crops, one
+    VGG layer, no deblurred samples; ``train`` adds ``train.KEY=VALUE`` entries (e.g. ``ckpt_every=2``)."""
+    return [
+        "model.generator=mimo-unet",
+        "model.generator_kwargs={base_channel: 8, num_res: 1}",
+        "model.discriminator_kwargs={ndf: 8, n_layers: 2}",
+        "data.crop=48", f"data.batch={batch}", f"data.val_images={val_images}", "data.val_size=48",
+        "loss.vgg_arch=vgg16", "loss.vgg_layers=[relu1_2]", "loss.vgg_layer_weights=[1.0]",
+        "train.deblur_samples=false",
+    ] + [f"train.{k}={v}" for k, v in train.items()]

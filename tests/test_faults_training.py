@@ -27,32 +27,20 @@ import textwrap
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 
 from b2b_train.checkpoint import load_state, read_meta
-from b2b_train.data.io import iter_video_frames, write_image
+from conftest import tiny_translator, write_frame_sets
 
 pytestmark = pytest.mark.timeout(300)
 
-TINY = [
-    "model.generator=mimo-unet",
-    "model.generator_kwargs={base_channel: 8, num_res: 1}",
-    "model.discriminator_kwargs={ndf: 8, n_layers: 2}",
-    "data.crop=48", "data.batch=2", "data.val_images=2", "data.val_size=48",
-    "loss.vgg_arch=vgg16", "loss.vgg_layers=[relu1_2]", "loss.vgg_layer_weights=[1.0]",
-    "train.log_every=1", "train.val_every=1000", "train.ckpt_every=2", "train.deblur_samples=false",
-]
+TINY = tiny_translator(batch=2, log_every=1, val_every=1000, ckpt_every=2)
 CKPT_EVERY = 2
 
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory, asl_clips):
-    root = tmp_path_factory.mktemp("frames")
-    for clip, label in ((asl_clips[2], "blurry"), (asl_clips[3], "sharp")):
-        for i, _t, img in iter_video_frames(clip, step=10, max_frames=5):
-            write_image(root / label / f"{clip.stem}_{i:03d}.png", cv2.resize(img, (128, 96), interpolation=cv2.INTER_AREA))
-    return root / "blurry", root / "sharp"
+    return write_frame_sets(tmp_path_factory.mktemp("frames"), asl_clips[2], asl_clips[3], step=10, max_frames=5)
 
 
 def _env(**extra):

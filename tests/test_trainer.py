@@ -20,17 +20,10 @@ from b2b_train.trainer import (
     load_translator_config,
     train_translator,
 )
-from conftest import write_frame_sets
+from conftest import tiny_translator, write_frame_sets
 
 # tiny networks and 48² crops: a real run of the real loop in seconds
-TINY = [
-    "model.generator=mimo-unet",
-    "model.generator_kwargs={base_channel: 8, num_res: 1}",
-    "model.discriminator_kwargs={ndf: 8, n_layers: 2}",
-    "data.crop=48", "data.batch=4", "data.val_images=2", "data.val_size=48",
-    "loss.vgg_arch=vgg16", "loss.vgg_layers=[relu1_2]", "loss.vgg_layer_weights=[1.0]",
-    "train.log_every=1", "train.val_every=1000", "train.ckpt_every=1000", "train.deblur_samples=false",
-]
+TINY = tiny_translator(log_every=1, val_every=1000, ckpt_every=1000)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -8,16 +8,9 @@ import sys
 
 import pytest
 
-from conftest import write_frame_sets
+from conftest import tiny_translator, write_frame_sets
 
-TINY = [
-    "model.generator=mimo-unet",
-    "model.generator_kwargs={base_channel: 8, num_res: 1}",
-    "model.discriminator_kwargs={ndf: 8, n_layers: 2}",
-    "data.crop=48", "data.batch=2", "data.val_images=1", "data.val_size=48",
-    "loss.vgg_arch=vgg16", "loss.vgg_layers=[relu1_2]", "loss.vgg_layer_weights=[1.0]",
-    "train.deblur_samples=false",
-]
+TINY = tiny_translator(batch=2, val_images=1)
 
 
 def _cli(*args, cwd=None):

@@ -5,23 +5,14 @@ from __future__ import annotations
 import os
 import socket
 
-import cv2
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from b2b_train.checkpoint import load_weights, read_meta, state_dict_digest
-from b2b_train.data.io import iter_video_frames, write_image
+from conftest import tiny_translator, write_frame_sets
 
-TINY = [
-    "model.generator=mimo-unet",
-    "model.generator_kwargs={base_channel: 8, num_res: 1}",
-    "model.discriminator_kwargs={ndf: 8, n_layers: 2}",
-    "data.crop=48", "data.batch=4", "data.val_images=2", "data.val_size=48",
-    "loss.vgg_arch=vgg16", "loss.vgg_layers=[relu1_2]", "loss.vgg_layer_weights=[1.0]",
-    "train.log_every=1", "train.val_every=1000", "train.ckpt_every=2", "train.deblur_samples=false",
-    "train.device=cpu",
-]
+TINY = tiny_translator(log_every=1, val_every=1000, ckpt_every=2, device="cpu")
 
 
 def _free_port() -> int:
@@ -51,11 +42,7 @@ def _worker(rank: int, world: int, port: int, blurry: str, sharp: str, out: str,
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory, asl_clips):
-    root = tmp_path_factory.mktemp("frames")
-    for clip, label in ((asl_clips[4], "blurry"), (asl_clips[5], "sharp")):
-        for i, _t, img in iter_video_frames(clip, step=10, max_frames=5):
-            write_image(root / label / f"{clip.stem}_{i:03d}.png", cv2.resize(img, (128, 96), interpolation=cv2.INTER_AREA))
-    return root / "blurry", root / "sharp"
+    return write_frame_sets(tmp_path_factory.mktemp("frames"), asl_clips[4], asl_clips[5], step=10, max_frames=5)
 
 
 def test_two_process_gloo_run_keeps_replicas_identical(frames, tmp_path):

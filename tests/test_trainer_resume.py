@@ -9,15 +9,9 @@ from b2b_train import losses as L
 from b2b_train.checkpoint import load_state, load_weights, read_meta
 from b2b_train.trainer import train_translator
 from b2b_train.trainutil import CsvLogger, NonFiniteError
-from conftest import write_frame_sets
+from conftest import tiny_translator, write_frame_sets
 
-TINY = [
-    "model.generator=mimo-unet",
-    "model.generator_kwargs={base_channel: 8, num_res: 1}",
-    "model.discriminator_kwargs={ndf: 8, n_layers: 2}",
-    "data.crop=48", "data.batch=2", "data.val_images=2", "data.val_size=48",
-    "loss.vgg_arch=vgg16", "loss.vgg_layers=[relu1_2]", "loss.vgg_layer_weights=[1.0]",
-    "train.log_every=1", "train.val_every=1000", "train.ckpt_every=2", "train.deblur_samples=false",
+TINY = tiny_translator(batch=2, log_every=1, val_every=1000, ckpt_every=2) + [
     "curriculum.grow_start=0.3", "curriculum.grow_end=0.6",  # the curriculum changes during the run
 ]
 
