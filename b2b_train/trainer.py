@@ -630,13 +630,13 @@ class TranslatorTrainer:
     def _match_known_blur(self) -> None:
         """``data.match_known_blur``: the known kernels' extent shrunk to this camera's blur (deterministic,
         so a resumed run picks the same); the choice is written to ``known_match.json``."""
-        from .blur.match import match_extent
+        from .blur.match import MAX_FRAMES, evenly, match_extent
         from .blur.synth import KnownBlur
 
         if not isinstance(self.known, KnownBlur):
             self.say("data.match_known_blur applies to kernel-bank known blur only; kept as configured", "yellow")
             return
-        frames = lambda fs: [fs.image(i) for i in range(len(fs))]  # noqa: E731
+        frames = lambda fs: [fs.image(i) for i in evenly(len(fs), MAX_FRAMES)]  # noqa: E731  (only those compared)
         (lo, hi), report = match_extent(self.known.cfg, frames(self.B), frames(self.S), seed=self.cfg.train.seed)
         if report["note"]:
             self.say("known-blur matching: " + report["note"], "yellow")

@@ -27,9 +27,10 @@ import torch
 
 from .synth import KnownBlur, KnownBlurConfig
 
-__all__ = ["frame_degree", "match_extent", "DEFAULT_CANDIDATES"]
+__all__ = ["frame_degree", "match_extent", "evenly", "DEFAULT_CANDIDATES", "MAX_FRAMES"]
 
 DEFAULT_CANDIDATES = (3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0, 17.0, 19.0, 21.0)
+MAX_FRAMES = 24  # frames of B and of S compared (evenly spaced)
 
 
 def frame_degree(img: np.ndarray) -> float:
@@ -44,11 +45,15 @@ def frame_degree(img: np.ndarray) -> float:
     return blur_degree(img)
 
 
+def evenly(count: int, n: int) -> list[int]:
+    """At most ``n`` evenly spaced positions out of ``count`` (all of them when ``count <= n``)."""
+    if count <= n:
+        return list(range(count))
+    return [int(i) for i in np.linspace(0, count - 1, n).round()]
+
+
 def _subsample(frames: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
-    if len(frames) <= n:
-        return list(frames)
-    idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
-    return [frames[i] for i in idx]
+    return [frames[i] for i in evenly(len(frames), n)]
 
 
 def match_extent(
@@ -56,7 +61,7 @@ def match_extent(
     blurry: Sequence[np.ndarray],
     sharp: Sequence[np.ndarray],
     candidates: Sequence[float] | None = None,
-    max_frames: int = 24,
+    max_frames: int = MAX_FRAMES,
     seed: int = 0,
 ) -> tuple[tuple[float, float], dict]:
     """The kernel extent range ``(lo, e)`` whose known blur on ``sharp`` is as blurry as ``blurry``.

@@ -522,7 +522,8 @@ class KnownBlur:
             out = ws0 * lin + (1 - ws0) * out
         nc = cfg.noise
         if nc.match:  # the sensor noise the blur removed, measured on the wholly blurred frame
-            lost = (estimate_noise(x) ** 2 - estimate_noise(self.crf.from_linear(out)) ** 2).clamp_min(0).sqrt()
+            have = estimate_noise(x) ** 2  # (n, 3) variance of the input's own noise
+            lost = (have - estimate_noise(self.crf.from_linear(out)) ** 2).clamp_min(0).sqrt()
         y = self.crf.from_linear(out)
         if local:  # where the frame stays sharp, return the input itself (no CRF round-trip error)
             y = torch.where(ws0 >= 1, x, y)
@@ -537,9 +538,8 @@ class KnownBlur:
             shot = on * (nc.shot[0] + (nc.shot[1] - nc.shot[0]) * torch.rand(n, generator=generator, device=gdev))
             read = on * (nc.read[0] + (nc.read[1] - nc.read[0]) * torch.rand(n, generator=generator, device=gdev))
             if nc.match:  # only the part of the configured noise the input does not already have
-                have = (estimate_noise(x) ** 2).mean(1).to(gdev)  # (n,)
                 want = shot * 0.5 + read**2  # the configured variance at mid-grey
-                f2 = (1 - have / want.clamp_min(1e-12)).clamp(0, 1)
+                f2 = (1 - have.mean(1).to(gdev) / want.clamp_min(1e-12)).clamp(0, 1)
                 shot, read = shot * f2, read * f2.sqrt()
             y = add_noise(y, shot.to(device), read.to(device), generator)
         y = y.clamp(0, 1)
