@@ -114,3 +114,25 @@ def tiny_translator(batch: int = 4, val_images: int = 2, **train) -> list[str]:
         "loss.vgg_arch=vgg16", "loss.vgg_layers=[relu1_2]", "loss.vgg_layer_weights=[1.0]",
         "train.deblur_samples=false",
     ] + [f"train.{k}={v}" for k, v in train.items()]
+
+
+@pytest.fixture()
+def xvfb_display():
+    """A private virtual X display (``":N"``) for one test; skipped where Xvfb is not installed."""
+    import shutil
+    import subprocess
+
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed")
+    r_fd, w_fd = os.pipe()  # Xvfb picks a free display and writes its number to w_fd
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w_fd), "-screen", "0", "1600x900x24", "-nolisten", "tcp"],
+                            pass_fds=[w_fd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w_fd)
+    try:
+        with os.fdopen(r_fd) as f:
+            disp = ":" + f.readline().strip()
+        assert disp != ":", "Xvfb did not start"
+        yield disp
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)

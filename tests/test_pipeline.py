@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -287,26 +286,14 @@ def test_show_without_display_is_one_clear_error(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and "--show needs a display" in r.stderr
 
 
-@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
-def test_show_under_xvfb(tmp_path):
-    r_fd, w_fd = os.pipe()  # Xvfb picks a free display and writes its number to w_fd
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w_fd), "-screen", "0", "1600x900x24", "-nolisten", "tcp"],
-                            pass_fds=[w_fd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w_fd)
-    try:
-        with os.fdopen(r_fd) as f:
-            disp = ":" + f.readline().strip()
-        assert disp != ":", "Xvfb did not start"
-        env = dict(os.environ, DISPLAY=disp, QT_QPA_PLATFORM="xcb")
-        r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "run", "--camera", "demo", "--show", "--backend",
-                            "none", "--track", "none", "--frames", "30", "--report", str(tmp_path / "r.json")],
-                           capture_output=True, text=True, timeout=120, env=env)
-        assert r.returncode == 0, r.stderr
-        rep = json.loads((tmp_path / "r.json").read_text())
-        assert "window" in rep["sinks"] and rep["frames_out"] == 30 - rep["dropped"] > 0
-    finally:
-        xvfb.terminate()
-        xvfb.wait(10)
+def test_show_under_xvfb(tmp_path, xvfb_display):
+    env = dict(os.environ, DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb")
+    r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "run", "--camera", "demo", "--show", "--backend",
+                        "none", "--track", "none", "--frames", "30", "--report", str(tmp_path / "r.json")],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert "window" in rep["sinks"] and rep["frames_out"] == 30 - rep["dropped"] > 0
 
 
 def test_window_composes_raw_and_deblurred_with_hands_and_stats(milk):

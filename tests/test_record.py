@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -154,22 +153,11 @@ def test_record_rejects_bad_profile_names_and_labels(tmp_path):
     assert r.returncode == 2 and "fuzzy" in r.stderr
 
 
-@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
-def test_record_with_preview_window_under_xvfb(tmp_path):
-    r_fd, w_fd = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w_fd), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-                            pass_fds=[w_fd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w_fd)
-    try:
-        with os.fdopen(r_fd) as f:
-            disp = ":" + f.readline().strip()
-        env = dict(os.environ, DISPLAY=disp, QT_QPA_PLATFORM="xcb", B2B_HOME=str(tmp_path))
-        r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "record", "--camera", "demo", "--label", "sharp",
-                            "--profile", "pv", "--seconds", "1", "--countdown", "0.5"],
-                           capture_output=True, text=True, timeout=120, env=env)
-    finally:
-        xvfb.terminate()
-        xvfb.wait(10)
+def test_record_with_preview_window_under_xvfb(tmp_path, xvfb_display):
+    env = dict(os.environ, DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", B2B_HOME=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "record", "--camera", "demo", "--label", "sharp",
+                        "--profile", "pv", "--seconds", "1", "--countdown", "0.5"],
+                       capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     assert "no preview" not in r.stderr  # the window opened
     (clip,) = Profile.open("pv", home=tmp_path).clips("sharp")
