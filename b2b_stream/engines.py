@@ -1,7 +1,9 @@
 """Build, cache and load the fused translate+deblur engine for one backend.
 
 One interface, :class:`Engine` (``engine(frame) -> frame``, ``engine.run(batch)``, ``.backend``,
-``.device``, ``.precision``, ``.info``, ``.warmup()``), three backends:
+``.device``, ``.precision``, ``.info``, ``.warmup()``, and ``engine.submit(frame) -> Pending`` with
+``.async_depth``: CUDA engines enqueue upload, networks and download through page-locked buffers and
+return at once, so the pipeline keeps two frames in flight), three backends:
 
 * ``tensorrt`` - torch-tensorrt's dynamo path: the fused module is exported with ``torch.export`` at
   the camera's static shape (uint8 in, uint8 out) and compiled; saved as an exported program.
@@ -46,6 +48,7 @@ from .fuse import FusedDeblur, example_frames, net_multiple
 
 __all__ = [
     "Engine",
+    "Pending",
     "TorchEngine",
     "OnnxEngine",
     "TensorRTEngine",
@@ -76,6 +79,95 @@ _EXT = {"torch": ".safetensors", "onnxruntime": ".onnx", "tensorrt": ".ep"}
 
 # ----------------------------------------------------------------------------- the interface
 
+class Pending:
+    """One batch handed to :meth:`Engine.submit`; :meth:`result` waits for it and returns its output.
+
+    CPU engines compute at submit time, so their Pending is done at once. CUDA engines only enqueue
+    the upload, the networks and the download; ``ready()`` polls the GPU and ``result()`` waits for it
+    (once; later calls return the same array).
+    """
+
+    __slots__ = ("_value", "_event", "_buffer")
+
+    def __init__(self, value: np.ndarray | None = None, *, event=None, buffer: torch.Tensor | None = None):
+        if value is None and (event is None or buffer is None):
+            raise ValueError("a Pending needs either its value or an event and a host buffer")
+        self._value = value
+        self._event = event
+        self._buffer = buffer
+
+    def ready(self) -> bool:
+        return self._value is not None or bool(self._event.query())
+
+    def result(self) -> np.ndarray:
+        if self._value is None:
+            self._event.synchronize()
+            self._value = self._buffer.numpy().copy()  # the page-locked buffer is reused two frames later
+            self._event = self._buffer = None
+        return self._value
+
+
+class _SingleFrame(Pending):
+    """The Pending of a single ``H x W x 3`` frame submitted alone: its result is that frame."""
+
+    __slots__ = ("_batch",)
+
+    def __init__(self, batch: Pending):  # noqa: D107 - no super().__init__: it only forwards
+        self._batch = batch
+
+    def ready(self) -> bool:
+        return self._batch.ready()
+
+    def result(self) -> np.ndarray:
+        return self._batch.result()[0]
+
+
+class _CudaRing:
+    """Asynchronous frame transfer for CUDA engines: a ring of page-locked host buffers.
+
+    ``submit`` copies the frames into a page-locked buffer, enqueues the upload, the engine's
+    ``compute`` and the download into another page-locked buffer, records an event and returns at once,
+    so the host prepares frame n+1 (and hands frame n-1 on) while the GPU runs frame n. Page-locked
+    buffers also make each copy a direct DMA instead of a staged one. With ``depth`` slots, a slot is
+    reused only after the Pending that last used it is settled, so nothing is overwritten in flight.
+    Everything runs on the current CUDA stream, whose order keeps the static buffers of CUDA graphs
+    safe: the download of frame n is enqueued before the replay of frame n+1 overwrites the output.
+    """
+
+    def __init__(self, device: torch.device, depth: int = 2, *, pin: bool = True, event=None):
+        self.device = device
+        self.depth = int(depth)
+        self._pin = pin  # (tests run the ring's bookkeeping on the CPU: pin=False and a stand-in event)
+        self._event = event or torch.cuda.Event
+        self._slots: list[dict] = [{"inp": None, "out": None, "pending": None} for _ in range(self.depth)]
+        self._next = 0
+
+    def submit(self, frames: np.ndarray, compute: Callable[[torch.Tensor], torch.Tensor]) -> Pending:
+        slot = self._slots[self._next]
+        self._next = (self._next + 1) % self.depth
+        if slot["pending"] is not None:
+            slot["pending"].result()  # settle it: its buffers are about to be reused
+            slot["pending"] = None
+        if slot["inp"] is None or tuple(slot["inp"].shape) != frames.shape:
+            slot["inp"] = self._host(frames.shape)
+        slot["inp"].copy_(torch.from_numpy(frames))
+        with torch.inference_mode():
+            y = compute(slot["inp"].to(self.device, non_blocking=True))
+            if isinstance(y, (list, tuple)):
+                y = y[0]
+            if slot["out"] is None or tuple(slot["out"].shape) != tuple(y.shape):
+                slot["out"] = self._host(tuple(y.shape))
+            slot["out"].copy_(y, non_blocking=True)
+        event = self._event()
+        event.record()
+        slot["pending"] = Pending(event=event, buffer=slot["out"])
+        return slot["pending"]
+
+    def _host(self, shape) -> torch.Tensor:
+        t = torch.empty(tuple(shape), dtype=torch.uint8)
+        return t.pin_memory() if self._pin else t
+
+
 class Engine:
     """A fused translate+deblur engine: uint8 RGB frames in, uint8 RGB frames out.
 
@@ -85,6 +177,8 @@ class Engine:
     """
 
     backend: str = "?"
+    # how many submitted batches may usefully be in flight at once (see submit): 2 for CUDA engines
+    async_depth: int = 1
 
     def __init__(self, *, device: str, precision: str, size: tuple[int, int] | None, info: dict | None = None,
                  static: bool = True, max_batch: int | None = 1):
@@ -114,6 +208,22 @@ class Engine:
             return self._run(a)
         outs = [self._run(a[i : i + self.max_batch]) for i in range(0, a.shape[0], self.max_batch)]
         return np.concatenate(outs, axis=0)
+
+    def submit(self, frames) -> Pending:
+        """Start one batch (or frame) and return its :class:`Pending` (``.ready()``, ``.result()``).
+
+        ``submit(x).result()`` equals ``run(x)`` (a single frame gives a single frame). CPU engines
+        compute here; CUDA engines return at once, so a caller (the pipeline's inference thread) can
+        keep up to ``async_depth`` batches in flight and overlap host work with the GPU's.
+        """
+        a = np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames
+        single = a.ndim == 3
+        batch = self._validate(a[None] if single else a)
+        out = self._submit(batch)
+        return _SingleFrame(out) if single else out
+
+    def _submit(self, frames: np.ndarray) -> Pending:
+        return Pending(self.run(frames))
 
     def warmup(self, n: int = 2) -> "Engine":
         """Run ``n`` frames at the engine's size (compiles, captures graphs, allocates)."""
@@ -178,21 +288,10 @@ class TorchEngine(Engine):
         self._graph = None
         self._static_in: torch.Tensor | None = None
         self._static_out: torch.Tensor | None = None
-        self._pinned: torch.Tensor | None = None
         self._cuda = self.torch_device.type == "cuda"
-
-    def _pinned_copy(self, frames: np.ndarray) -> torch.Tensor:
-        """The frames in a reused page-locked host buffer (fast, asynchronous upload)."""
-        x = torch.from_numpy(frames)
-        if self._pinned is None or self._pinned.shape != x.shape:
-            self._pinned = torch.empty(x.shape, dtype=torch.uint8).pin_memory()
-        self._pinned.copy_(x)
-        return self._pinned
-
-    def _to_device(self, frames: np.ndarray) -> torch.Tensor:
-        if not self._cuda:
-            return torch.from_numpy(frames)
-        return self._pinned_copy(frames).to(self.torch_device, non_blocking=True)
+        self._ring = _CudaRing(self.torch_device) if self._cuda else None
+        if self._cuda:
+            self.async_depth = self._ring.depth
 
     def _capture(self, shape) -> None:
         dev = self.torch_device
@@ -208,16 +307,25 @@ class TorchEngine(Engine):
             self._static_out = self._fn(self._static_in)
         self._graph = graph
 
+    def _replay(self, x: torch.Tensor) -> torch.Tensor:
+        if self._graph is None or tuple(self._static_in.shape) != tuple(x.shape):
+            self._capture(tuple(x.shape))
+        self._static_in.copy_(x)
+        self._graph.replay()
+        return self._static_out
+
+    def _submit(self, frames: np.ndarray) -> Pending:
+        if not self._cuda or frames.shape[0] > (self.max_batch or frames.shape[0]):
+            return super()._submit(frames)
+        graphed = self.mode in ("cudagraphs", "compile+cudagraphs")
+        return self._ring.submit(frames, self._replay if graphed else self._fn)
+
     def _run(self, frames: np.ndarray) -> np.ndarray:
-        if self.mode in ("cudagraphs", "compile+cudagraphs") and self._cuda:
-            if self._graph is None or tuple(self._static_in.shape) != frames.shape:
-                self._capture(frames.shape)
-            self._static_in.copy_(self._pinned_copy(frames), non_blocking=True)
-            self._graph.replay()
-            return self._static_out.cpu().numpy()
+        if self._cuda:
+            return self._submit(frames).result()
         with torch.inference_mode():
-            y = self._fn(self._to_device(frames))
-        return y.cpu().numpy()
+            y = self._fn(torch.from_numpy(frames))
+        return y.numpy()
 
 
 class OnnxEngine(Engine):
@@ -263,14 +371,14 @@ class TensorRTEngine(Engine):
         super().__init__(device=device, precision=precision, size=size, info=info, static=True, max_batch=1)
         self.module = module
         self.torch_device = torch.device(device)
+        self._ring = _CudaRing(self.torch_device)
+        self.async_depth = self._ring.depth
+
+    def _submit(self, frames: np.ndarray) -> Pending:
+        return self._ring.submit(frames, self.module)
 
     def _run(self, frames: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(frames).to(self.torch_device, non_blocking=True)
-        with torch.inference_mode():
-            y = self.module(x)
-        if isinstance(y, (list, tuple)):
-            y = y[0]
-        return y.cpu().numpy()
+        return self._submit(frames).result()
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -359,18 +359,50 @@ class Pipeline:
             self.q_infer.close()
 
     def _infer_loop(self) -> None:
+        """Run the engine on each frame; keep up to ``engine.async_depth`` frames in flight.
+
+        A CUDA engine's ``submit`` returns at once, so while the GPU runs frame n this thread
+        uploads frame n+1 if the capture already has it and then hands frame n on. It never waits
+        for a next frame while one is in flight: a frame leaves as soon as it is done, so overlap
+        adds no latency when the camera is slower than the GPU. CPU engines (depth 1) and engines
+        without ``submit`` run one frame at a time, as before.
+        """
         nxt = self.q_track if self.q_track is not None else self.q_out
+        depth = max(1, int(getattr(self.engine, "async_depth", 1) or 1))
+        submit = getattr(self.engine, "submit", None)
+        inflight: collections.deque = collections.deque()
+
+        def start(item: Item) -> None:
+            t0 = time.monotonic()
+            pending = submit(item.raw) if submit is not None else None
+            if pending is None:  # a plain callable engine
+                item.image = self.engine(item.raw)
+            inflight.append((item, t0, pending))
+
+        def finish() -> None:
+            item, t0, pending = inflight.popleft()
+            if pending is not None:
+                item.image = pending.result()
+            item.times["infer"] = (time.monotonic() - t0) * 1000.0
+            self._stage["infer"].append(item.times["infer"])
+            nxt.put(item)
+
         try:
             while True:
-                item = self.q_infer.get()
+                if not inflight:
+                    item = self.q_infer.get()
+                elif len(inflight) < depth:
+                    item = self.q_infer.get(timeout=0)  # only a frame that is already waiting
+                else:
+                    item = None
                 if item is _END:
                     break
-                t0 = time.monotonic()
-                out = self.engine(item.raw)
-                item.times["infer"] = (time.monotonic() - t0) * 1000.0
-                self._stage["infer"].append(item.times["infer"])
-                item.image = out
-                nxt.put(item)
+                if item is not None:
+                    start(item)
+                    continue
+                finish()
+            while inflight and not self._stop.is_set():
+                finish()
         except BaseException as e:  # noqa: BLE001
             self._fail(e, "infer")
         finally:

@@ -51,6 +51,11 @@ def test_torch_eager_engine_is_bit_exact(nets, frames, b2b_home):
     # one HxWx3 frame (compared with a batch of one: CPU kernels may round differently per batch size)
     assert np.array_equal(eng(frames[1]), _eager(nets, frames[1:2], eng.info["multiple"])[0])
     assert eng.info["translator"].startswith(type(tr).__name__) and "note" not in eng.info
+    # submit(): a CPU engine computes at once (depth 1); its result is run()'s, for a batch and a frame
+    assert eng.async_depth == 1
+    pending = eng.submit(frames)
+    assert pending.ready() and np.array_equal(pending.result(), ref)
+    assert np.array_equal(eng.submit(frames[1]).result(), eng(frames[1]))
     # the caller's networks were not cast or moved
     assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in db.parameters())
 
@@ -220,3 +225,53 @@ def test_without_profile_runs_the_shipped_deblurrer(b2b_home, frames):
     assert eng.info["deblurrer"].split(":")[1] == engines._digest(ref).split(":")[1]
     assert "shipped default deblurrer" in eng.info["note"]
     assert eng(frames[0]).shape == frames[0].shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("mode", ["eager", "cudagraphs"])
+def test_cuda_engine_keeps_two_frames_in_flight_without_mixing_them(nets, frames, b2b_home, mode):
+    """The CUDA ring: three frames submitted back to back (the third reuses the first's buffers)
+    each come out as run() gives them alone, in any order of result() calls."""
+    tr, db, _ = nets
+    eng = get_engine(None, backend="torch", device="cuda", precision="fp32", torch_mode=mode, size=(W, H),
+                     translator=tr, deblurrer=db, cache=False)
+    assert eng.async_depth == 2
+    alone = [eng(f) for f in frames]
+    p = [eng.submit(f) for f in frames]
+    for i in (2, 0, 1):
+        assert np.array_equal(p[i].result(), alone[i])
+        assert p[i].ready()
+
+
+def test_cuda_ring_settles_a_frame_before_reusing_its_buffers():
+    """The bookkeeping of the CUDA engines' buffer ring, run on the CPU with a stand-in event: the
+    third submit reuses the first one's host buffers only after settling it, so every result stays
+    the output of its own frame, whatever the order of result() calls."""
+    from b2b_stream.engines import _CudaRing
+
+    class Event:  # records nothing: CPU work is done when enqueued
+        made = []
+
+        def __init__(self):
+            self.synced = False
+            Event.made.append(self)
+
+        def record(self):
+            pass
+
+        def query(self):
+            return True
+
+        def synchronize(self):
+            self.synced = True
+
+    ring = _CudaRing(torch.device("cpu"), depth=2, pin=False, event=Event)
+    frames = [np.full((1, 4, 6, 3), v, np.uint8) for v in (10, 20, 30)]
+    p = [ring.submit(f, lambda x: 255 - x) for f in frames]
+    assert Event.made[0].synced and not Event.made[1].synced  # frame 0 settled when frame 2 took its slot
+    assert [int(p[i].result()[0, 0, 0, 0]) for i in (2, 1, 0)] == [225, 235, 245]
+    assert p[0].result() is p[0].result() and p[0].ready()
+    # a result is a copy: running more frames through the ring does not change it
+    ring.submit(frames[0], lambda x: x * 0)
+    ring.submit(frames[0], lambda x: x * 0)
+    assert int(p[1].result()[0, 0, 0, 0]) == 235 and int(p[2].result().max()) == 225
