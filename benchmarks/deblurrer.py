@@ -269,8 +269,9 @@ def main(argv=None) -> int:
         f"Goal of issue 3: at least +5 dB over the blurry input on the kernel-bank domain. "
         f"Reached: {gain:+.2f} dB (whole-frame shake), {gain_mix:+.2f} dB (default mix): "
         + ("goal met." if min(gain, gain_mix) >= 5 else
-           f"**not met**; these weights had {total_steps} steps of batch {cfg.get('batch_size')}, "
-           f"{cfg.get('data', {}).get('crop')} px crops, on one shared CPU core; NAFNet's GoPro recipe trains for 200k steps of batch 32 on GPUs. Rerun the same "
+           f"**not met**; these weights had {total_steps} steps in {max(1, len(meta.get('stages', [])))} stage(s) "
+           f"(the last: batch {cfg.get('batch_size')}, {cfg.get('data', {}).get('crop')} px crops; commands below), "
+           "nearly all on a 2-core CPU; NAFNet's GoPro recipe trains for 200k steps of batch 32 on GPUs. Rerun the same "
            "command with more `--iters` (or on a GPU) for a stronger default.")
     )
     lines.append("")
