@@ -65,6 +65,28 @@ def test_mimo_unet_zero_output_is_identity_at_every_scale(kodak_crop):
     assert torch.equal(refs[0], kodak_crop[..., ::4, ::4])
 
 
+def test_mimo_unet_smooth_upsample_init_has_no_checkerboard():
+    """Default init: a transposed conv (k4 s2) turns a constant map into a 2x2-periodic pattern;
+    smooth_upsample_init: constant in, constant out (away from the border), at the same scale."""
+    c = 8
+    ratios = {}
+    for smooth in (False, True):
+        torch.manual_seed(0)
+        net = MIMOUNet(base_channel=c, num_res=1, smooth_upsample_init=smooth)
+        for i, cin in ((3, 4 * c), (4, 2 * c)):
+            conv = net.feat_extract[i].main[0]
+            with torch.no_grad():
+                y = F.conv_transpose2d(torch.ones(1, cin, 8, 8), conv.weight, None, stride=2, padding=1)[..., 2:-2, 2:-2]
+            phases = torch.stack([y[..., a::2, b::2] for a in (0, 1) for b in (0, 1)])
+            spread = (phases.amax(0) - phases.amin(0)).abs().max()
+            ratios[(smooth, i)] = float(spread / y.abs().mean())
+            if smooth:
+                assert 0.5 < conv.weight.std() / net.feat_extract[i].main[0].weight.new_tensor(
+                    MIMOUNet(base_channel=c, num_res=1).feat_extract[i].main[0].weight.std()) < 2.0
+    assert all(ratios[(False, i)] > 0.1 for i in (3, 4)), ratios
+    assert all(ratios[(True, i)] < 1e-5 for i in (3, 4)), ratios
+
+
 def test_mimo_unet_residual_changes_output_and_padding_is_reflect(kodak_crop):
     net = _rand_init(MIMOUNet(**TINY)).eval()
     with torch.no_grad():

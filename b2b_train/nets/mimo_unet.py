@@ -168,6 +168,10 @@ class MIMOUNet(nn.Module):
         dropout: Dropout2d rate on the two fused skips during training: 0 (MIMO-UNet), 0.1 (MIMO-UNet+).
         zero_init_output: start as the identity (all three output convolutions zero), a calm
             starting point for a blur-to-blur translator.
+        smooth_upsample_init: start both transposed convolutions as bilinear upsampling times a
+            random channel mix (same variance as the default init), so they add no checkerboard at
+            the start (ours, not the paper's; an option for experiments: BENCHMARKS.md
+            `quality-history`).
 
     Forward: ``x`` (N, 3, H, W) in [0, 1], any H, W -> ``[out_quarter, out_half, out_full]`` with
     shapes (N, 3, ceil(H/4), ceil(W/4)), (N, 3, ceil(H/2), ceil(W/2)), (N, 3, H, W); each equals
@@ -176,7 +180,8 @@ class MIMOUNet(nn.Module):
     multiples of 4 (``Dim`` expressions ``4 * d``), as a caller that pads once up front does.
     """
 
-    def __init__(self, base_channel: int = 32, num_res: int = 8, dropout: float = 0.0, zero_init_output: bool = False):
+    def __init__(self, base_channel: int = 32, num_res: int = 8, dropout: float = 0.0, zero_init_output: bool = False,
+                 smooth_upsample_init: bool = False):
         super().__init__()
         c = int(base_channel)
         if c < 4 or c % 2:
@@ -204,6 +209,12 @@ class MIMOUNet(nn.Module):
         # parameter-free, so MIMO-UNet and MIMO-UNet+ files share one key layout
         self.drop1 = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.drop2 = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        if smooth_upsample_init:  # each output phase gets taps (0.75, 0.25) per axis: bilinear
+            b = torch.tensor([0.25, 0.75, 0.75, 0.25])
+            for m in (self.feat_extract[3], self.feat_extract[4]):
+                w = m.main[0].weight
+                with torch.no_grad():
+                    w.copy_(w.mean(dim=(2, 3), keepdim=True) * 8.0 * (b[:, None] * b[None, :]))
         if zero_init_output:
             for m in (self.feat_extract[5], *self.ConvsOut):
                 nn.init.zeros_(m.main[0].weight)
