@@ -219,11 +219,15 @@ class Engine:
         a = np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames
         single = a.ndim == 3
         batch = self._validate(a[None] if single else a)
-        out = self._submit(batch)
+        if self.max_batch is not None and batch.shape[0] > self.max_batch:
+            out = Pending(self.run(batch))  # run() splits it into batches the engine takes
+        else:
+            out = self._submit(batch)
         return _SingleFrame(out) if single else out
 
     def _submit(self, frames: np.ndarray) -> Pending:
-        return Pending(self.run(frames))
+        """One batch of at most ``max_batch`` frames (already validated); CPU engines compute it here."""
+        return Pending(self._run(frames))
 
     def warmup(self, n: int = 2) -> "Engine":
         """Run ``n`` frames at the engine's size (compiles, captures graphs, allocates)."""
@@ -315,7 +319,7 @@ class TorchEngine(Engine):
         return self._static_out
 
     def _submit(self, frames: np.ndarray) -> Pending:
-        if not self._cuda or frames.shape[0] > (self.max_batch or frames.shape[0]):
+        if not self._cuda:
             return super()._submit(frames)
         graphed = self.mode in ("cudagraphs", "compile+cudagraphs")
         return self._ring.submit(frames, self._replay if graphed else self._fn)

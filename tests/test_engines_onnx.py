@@ -57,6 +57,9 @@ def test_onnxruntime_matches_eager_and_is_cached(nets, frames, home):
     again = get_engine(None, **kw)
     assert again.info["cache"] == "hit" and any("cached engine" in s for s in msgs)
     assert np.array_equal(again.run(frames), eng.run(frames))
+    # submit() takes a batch larger than the static engine's max_batch (1) as run() does
+    assert eng.max_batch == 1 and len(frames) > 1
+    assert np.array_equal(eng.submit(frames).result(), eng.run(frames))
     # a static engine refuses another frame size with a clear message
     with pytest.raises(B2BError, match=f"built for {W}x{H}"):
         eng(frames[0, : H - 8])

@@ -64,16 +64,19 @@ class FakeGpuEngine:
         self.pool = ThreadPoolExecutor(1)
         self.most_in_flight = 0
         self._in_flight = 0
+        self._lock = threading.Lock()  # the count changes in the caller's thread and the 'device' thread
 
     def _device(self, img):
         time.sleep(self.device_s)
-        self._in_flight -= 1
+        with self._lock:
+            self._in_flight -= 1
         return 255 - img
 
     def submit(self, img):
         time.sleep(self.host_s)
-        self._in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self._in_flight)
+        with self._lock:
+            self._in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self._in_flight)
         return self.pool.submit(self._device, img)  # a Future: .result(), like engines.Pending
 
     def __call__(self, img):
