@@ -115,3 +115,32 @@ def test_persistent_nan_gives_up_with_a_clear_error(frames, tmp_path, monkeypatc
     monkeypatch.setattr(L, "gradient_penalty", lambda *a, **k: torch.tensor(float("inf")))
     with pytest.raises(NonFiniteError, match=r"diverged.*D loss.*rolled back 2 times"):
         train_translator(*frames, tmp_path / "inf", "cpu-quick", TINY + ["train.max_rollbacks=2"], iters=4, progress=False)
+
+
+def test_sweep_exports_the_generator_of_an_interrupted_run(frames, tmp_path):
+    """benchmarks/translator_sweep.py keeps a run that hit its time limit: the newest checkpoint's G
+    becomes a translator file that loads like a finished one and holds exactly that checkpoint's G."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.translator_sweep import export_latest, parse_variant
+    from b2b_train.trainer import load_translator
+
+    assert parse_variant("smooth-rec2:loss.lambda_rec=2;model.generator_kwargs={a: 1, b: 2}") == (
+        "smooth-rec2", ["loss.lambda_rec=2", "model.generator_kwargs={a: 1, b: 2}"])
+    with pytest.raises(SystemExit):
+        parse_variant("bad name:x=1")
+    run = tmp_path / "cut"
+    assert export_latest(tmp_path) is None  # no checkpoint: nothing to export
+    with pytest.raises(KeyboardInterrupt):
+        train_translator(*frames, run, "cpu-quick", TINY, iters=9, progress=False, on_step=_stop_at(3, KeyboardInterrupt()))
+    assert not (run / "translator.safetensors").exists()
+    out = export_latest(run)
+    assert out == run / "translator.safetensors"
+    state, _ = load_state(sorted((run / "checkpoints").glob("ckpt_*.safetensors"))[-1])
+    g = load_translator(out)
+    assert read_meta(out)["provenance"] == {"steps": int(state["step"]), "partial_run": True}
+    assert len(g.state_dict()) == len(state["G"]) > 0
+    for k, v in g.state_dict().items():
+        assert torch.equal(v, state["G"][k.removeprefix("net.")].to(v.dtype)), k  # load_translator wraps G as .net
