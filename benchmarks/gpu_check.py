@@ -228,6 +228,15 @@ def _variant(name: str, tr, db, m: int, size, workdir: Path, args) -> dict:
         res["fps_pipelined"], res["ms_pipelined"] = _time(pipelined, budget_s=args.step_seconds)
         while inflight:
             inflight.popleft().result()
+        # correctness with frames in flight: three different frames submitted back to back (the third
+        # reuses the first one's ring slot) must each equal what run() gives for that frame alone
+        rng = np.random.default_rng(0)
+        probes = [frame, np.ascontiguousarray(frame[::-1, ::-1]),
+                  np.clip(frame.astype(np.int16) + rng.integers(-20, 21, frame.shape), 0, 255).astype(np.uint8)]
+        pending = [eng.submit(p) for p in probes]
+        got = [p.result() for p in pending]
+        diffs = [int(np.abs(g.astype(np.int16) - eng.run(p).astype(np.int16)).max()) for g, p in zip(got, probes)]
+        res["pipelined_check"] = {"frames": len(probes), "max_abs_vs_run": max(diffs)}
     if device_fn is not None:
         res["fps_device"], res["ms_device"] = _time(device_fn, budget_s=args.step_seconds)
     ref_path = workdir / "eager-fp32.npy"
@@ -336,6 +345,10 @@ def _markdown(env: dict, rows: list[dict], args, total_s: float) -> str:
         if r.get("variant") == "get_engine-auto":
             continue
         note = (r.get("skipped") or r.get("error") or r.get("note") or "").replace("|", "/")[:120]
+        pc = r.get("pipelined_check")
+        if pc:  # frames in flight must give exactly what run() gives
+            d = pc["max_abs_vs_run"]
+            note = (note + "; " if note else "") + ("in flight = run()" if d == 0 else f"IN-FLIGHT FRAMES DIFFER from run() by {d} levels")
         fps = r.get("fps_e2e")
         ratio = fps / base["fps_e2e"] if (fps and base) else None
         c = r.get("vs_eager_fp32") or {}
