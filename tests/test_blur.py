@@ -408,3 +408,12 @@ def test_known_blur_extent_is_matched_to_the_cameras_blur(kodak_images):
     # a "camera" whose blurry frames are not blurry gets told so
     _, rep_0 = match_extent(cfg, rest, sharp)
     assert "barely blurrier" in rep_0["note"]
+    # the default known domain mixes whole-frame, varying and local blur; the extent is still matched
+    # with whole-frame blur, so a mild camera gets mild kernels. Compared over the mix itself (frames
+    # that stay partly sharp), the same camera would get longer kernels than it has.
+    mix = make_known_blur("kernels").cfg
+    assert mix.spatial.p_local > 0 and mix.spatial.p_uniform < 1
+    (_, mild_mix), rep_w = match_extent(mix, camera(4.0), sharp)
+    (_, mild_over_mix), rep_x = match_extent(mix, camera(4.0), sharp, whole_frame=False)
+    assert mild_mix <= 7 and rep_w["compared_with"] == "whole-frame blur", rep_w
+    assert mild_over_mix > mild_mix and rep_x["compared_with"] == "the configured spatial mix", rep_x
