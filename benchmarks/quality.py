@@ -343,8 +343,9 @@ def ratio_sweep(args, work: Path, budget: dict, base: Path) -> list[tuple[str, f
 
 
 def ceiling(work: Path, deblurrer: Path, translator: Path, max_images: int | None, device: str = "cpu") -> list[dict]:
-    """What a perfect translator could reach: the test frames' ground truth blurred with the known blur
-    (the translator's own extent, and fixed extents for comparison), then deblurred.
+    """What the deblurrer makes of the known blur on the camera's frames: the test frames' ground truth
+    blurred with the known blur (the translator's own extent, and fixed extents for comparison), then
+    deblurred. Where K is as blurry as B, that is what a perfect translator could reach.
 
     The translator can only help where the deblurrer restores its known blur better than it restores
     the camera's: if ``deblurred K`` is below ``deblurrer alone`` on the camera's frames, even a perfect
@@ -474,9 +475,11 @@ def main(argv=None) -> int:
     md += ["", f"Ours vs deblurrer alone: **{gain:+.2f} dB**; gap to the upper bound closed: **{closed:.0%}** "
                f"(goal: >= +1.5 dB and >= 50 %: {'met' if ok else 'NOT met'})."]
     if ceil:
-        md += ["", "What a perfect translator could reach: the test frames' ground truth blurred with the known blur "
-                   f"(`{ceil[0]['known']}`; extent as listed; light sensor noise, no camera noise), then deblurred. "
-                   "Ours can only beat the deblurrer alone where the deblurred K row does.", "",
+        md += ["", "What the deblurrer makes of the known blur on this camera's frames: the test frames' ground truth "
+                   f"blurred with the known blur (`{ceil[0]['known']}`; extent as listed; light sensor noise, no camera "
+                   "noise), then deblurred. Where K is about as blurry as B (compare the K column with the blurry input), "
+                   "the deblurred K column is what a perfect translator could reach; where the deblurred K is below the "
+                   "deblurrer alone, a translator towards that K can only lose.", "",
                "| known blur extent | K (blurry) PSNR | deblurred K PSNR | vs deblurrer alone on the camera |",
                "|---|---:|---:|---:|"]
         md += [f"| {c['label']}{' ' + '-'.join(f'{v:g}' for v in c['extent']) + ' px' if 'translator' in c['label'] else ''} | "
