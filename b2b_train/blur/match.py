@@ -19,8 +19,11 @@ medians over a mix in which a third of the frames stay mostly sharp pulls the ch
 longest kernels. On the quality benchmark's camera (whole-frame vibration, B 26.8 dB from its ground
 truth) matching over the default mix chose 3-17/19 px, a K of 24.5 dB that the deblurrer restores to
 only 27.9 dB, below the 28.35 dB it reaches on B itself, so the translator could only do harm
-(-2.5 dB); whole-frame matching chooses 3-7 px, and the translator then costs nothing (-0.01 dB;
-BENCHMARKS.md, `quality-history`).
+(-2.5 dB); whole-frame matching chooses 3-7 px, and the translator then costs nothing after 1000
+iterations (-0.01 dB; BENCHMARKS.md, `quality-history`). Open question: over the mix, K at 3-7 px is
+milder than that camera's B (28.4 vs 26.8 dB), and 3000 iterations then drift to -1.95 dB, while K
+at 3-11 px (as blurry as B) stays harmless (`translator-sweep`); matching the mix's K to B's strength
+without ground truth is the next step.
 
     extent, report = match_extent(known_cfg, blurry_frames, sharp_frames)
 """
