@@ -117,40 +117,29 @@ def train(args) -> int:
     return 0 if all(s["weights"] for s in status.values()) else 1
 
 
-def _read_val(run: Path) -> dict:
-    """Last validation row of a run (blur degree of input / translated)."""
-    p = run / "val.csv"
-    if not p.is_file():
-        return {}
-    lines = [ln.split(",") for ln in p.read_text().splitlines() if ln.strip()]
-    if len(lines) < 2:
-        return {}
-    return dict(zip(lines[0], lines[-1]))
-
-
 def score(args) -> int:
     from benchmarks._report import header, update_section
+    from b2b_train.checkpoint import read_meta
     from b2b_train.evaluate import evaluate
+    from b2b_train.trainutil import CsvLogger
 
     work = Path(args.work)
     runs = sorted(p.parent for p in work.glob("*/translator.safetensors"))
     if not runs:
         raise SystemExit(f"no trained variants under {work}")
     rows = []
-    base = None
     for run in runs:
         rep = evaluate(args.test_blurry, args.test_gt, translator=str(run / "translator.safetensors"),
                        deblurrer=args.deblurrer, max_images=args.max_images, device=args.device, progress=False,
                        grid=str(work / f"{run.name}_grid.png"))
-        base = base or rep
-        meta = json.loads((run / "translator.safetensors.json").read_text()) if (run / "translator.safetensors.json").is_file() else {}
-        prov = meta.get("provenance", meta.get("metadata", {}).get("provenance", {})) if isinstance(meta, dict) else {}
+        prov = read_meta(run / "translator.safetensors").get("provenance") or {}
+        val = CsvLogger(run / "val.csv").read()  # blur degree of input / translated at each validation
         var = json.loads((run / "variant.json").read_text()) if (run / "variant.json").is_file() else {}
         over = [o for o in var.get("overrides", []) if o not in args.common]
         rows.append({"variant": run.name, "overrides": over, "psnr_b2b": rep["psnr"]["b2b"], "ssim_b2b": rep["ssim"]["b2b"],
                      "psnr_deblur_only": rep["psnr"]["deblur_only"], "ssim_deblur_only": rep["ssim"]["deblur_only"],
                      "delta_db": rep["psnr"]["b2b"] - rep["psnr"]["deblur_only"], "steps": prov.get("steps"),
-                     "partial": bool(prov.get("partial_run")), "val": _read_val(run), "n_images": rep["n_images"]})
+                     "partial": bool(prov.get("partial_run")), "val": val[-1] if val else {}, "n_images": rep["n_images"]})
         print(f"[sweep] {run.name}: b2b {rep['psnr']['b2b']:.2f} dB vs deblurrer alone {rep['psnr']['deblur_only']:.2f} "
               f"({rows[-1]['delta_db']:+.2f})", flush=True)
     (work / "sweep.json").write_text(json.dumps(rows, indent=1))
