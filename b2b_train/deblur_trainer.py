@@ -6,8 +6,15 @@ paired dataset is needed: sharp crops from real photos and video frames are blur
 network learns ``blurry -> sharp``.
 
 Recipe (NAFNet's GoPro recipe, sizes configurable): PSNR loss (``10·log10(mse)``, i.e. minus the
-PSNR), AdamW (lr 1e-3, betas 0.9/0.9, no weight decay), cosine decay to a minimum lr, gradient-norm
-clipping, random crops, flips and 90° rotations, AMP on CUDA.
+PSNR), AdamW (lr 1e-3, betas 0.9/0.9, no weight decay; fused on CUDA), cosine decay to a minimum lr,
+gradient-norm clipping, random crops, flips and 90° rotations, bf16 autocast where the hardware has
+it, channels-last.
+
+Data path (``data_path``): ``batched`` (default) keeps the training images as one uint8 bank on the
+device (:class:`b2b_train.data.bank.ImageBank`) and makes the known blur there in batch with static
+shapes, so a step never waits on the host; ``per-crop`` is the reference path (crops copied one by
+one on the host, known blur sized to each batch's draws). Both draw from the same distribution
+(``tests/test_data_bank.py`` compares them).
 
 Everything a resumed run needs is in each checkpoint (model, optimiser, scheduler, AMP scaler, step,
 the global RNGs and the data sampler's and the blur's own generators), so a run interrupted and
@@ -45,6 +52,7 @@ from .metrics import psnr, ssim
 from .trainutil import (
     CheckpointManager,
     adamw_cosine,
+    autocast_dtype,
     cosine_factor,
     pick_device,
     plot_losses,
@@ -132,7 +140,10 @@ class DeblurrerConfig:
     val_every: int = 250
     ckpt_every: int = 250
     keep_checkpoints: int = 2
-    amp: bool = True  # mixed precision on CUDA only
+    data_path: Literal["batched", "per-crop"] = "batched"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast dtype (trainutil.autocast_dtype)
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the network's training forward
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch.set_num_threads on CPU; 0 leaves it
@@ -500,15 +511,26 @@ def train_deblurrer(
     train_set, val_set, data_info = load_sharp_sets(cfg.data)
     blur = make_known_blur(cfg.known, device)
     net = _build_net(cfg).to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     net.train()
     opt, sched = adamw_cosine(net.parameters(), cfg.optim.lr, cfg.optim.betas, cfg.optim.weight_decay,
-                              cfg.iters, cfg.optim.warmup, cfg.optim.min_lr)
-    use_amp = bool(cfg.amp and device.type == "cuda")
-    amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    sampler = CropSampler(train_set, cfg.data.crop, cfg.seed)
+                              cfg.iters, cfg.optim.warmup, cfg.optim.min_lr, fused=device.type == "cuda")
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    use_amp = amp_dtype is not None and device.type == "cuda"  # validation autocasts on CUDA only
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    batched = cfg.data_path == "batched"
+    if batched:
+        from .data.bank import ImageBank
+
+        sampler = ImageBank(train_set.images, device, seed=cfg.seed)
+        train_blur = blur.with_static_shapes() if hasattr(blur, "with_static_shapes") else blur
+    else:
+        sampler = CropSampler(train_set, cfg.data.crop, cfg.seed)
+        train_blur = blur
     blur_gen = torch.Generator(device=device).manual_seed(cfg.seed + 7919)
     loss_fn = _LOSSES[cfg.loss]
+    forward = torch.compile(net) if cfg.compile else net
 
     # Validation pairs: blurred once, with a fixed generator, so every validation sees the same blur.
     val_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003)
@@ -541,14 +563,16 @@ def train_deblurrer(
         return res
 
     def loss_step() -> torch.Tensor:
-        sharp = sampler.batch(cfg.batch_size).to(device, non_blocking=True)
-        with torch.no_grad():
-            blurry = blur(sharp, generator=blur_gen).clamp(0, 1)
-        if use_amp:
-            with torch.autocast("cuda", dtype=amp_dtype):
-                pred = net(blurry)
+        if batched:
+            sharp = sampler.batch(cfg.batch_size, cfg.data.crop)
         else:
-            pred = net(blurry)
+            sharp = sampler.batch(cfg.batch_size).to(device, non_blocking=True)
+        with torch.no_grad():
+            blurry = train_blur(sharp, generator=blur_gen).clamp(0, 1)
+        if cfg.channels_last:
+            blurry = blurry.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            pred = forward(blurry)
         return loss_fn(pred, sharp)
 
     t0 = time.time()

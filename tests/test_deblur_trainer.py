@@ -67,8 +67,9 @@ def test_few_steps_lower_the_loss(kodak_images, tmp_path):
     assert (tmp_path / "run" / "loss.png").is_file()
 
 
-def test_interrupted_run_resumes_exactly(kodak_images, tmp_path):
-    cfg = _tiny(kodak_images[0].parent, "iters=7", "val_every=5", "ckpt_every=2", "log_every=2")
+@pytest.mark.parametrize("data_path", ["batched", "per-crop"])
+def test_interrupted_run_resumes_exactly(kodak_images, tmp_path, data_path):
+    cfg = _tiny(kodak_images[0].parent, "iters=7", "val_every=5", "ckpt_every=2", "log_every=2", f"data_path={data_path}")
     full = train_deblurrer(cfg, tmp_path / "a", progress=False, log=None)
     stopped = train_deblurrer(cfg, tmp_path / "b", progress=False, stop_at=3, log=None)
     assert stopped.name == "ckpt_00000003.safetensors"

@@ -174,6 +174,7 @@ def random_kernels(
     params: TrajectoryParams = TrajectoryParams(),
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    max_path_ratio: float | None = None,
 ) -> torch.Tensor:
     """``n`` random camera-shake kernels ``(n, size, size)`` float32, non-negative, each summing to 1.
 
@@ -182,6 +183,10 @@ def random_kernels(
     ``floor(L) + 1`` and ``ceil(L) + 2`` pixels, so :func:`kernel_extent` lies in that range.
     The trajectory is centred on its centre of mass, shifted
     only as far as needed to stay inside the canvas. ``size`` must be odd and > max extent + 1.
+
+    ``max_path_ratio``: when given, the trajectory is rasterised from a fixed number of samples (0.25 px
+    apart for a path up to that many times the largest extent; 99.9 % of paths are under 5.3x) instead
+    of a number read off the batch, so the call never waits on the device (CUDA) and has static shapes.
     """
     if size % 2 == 0 or size < 3:
         raise ValueError(f"kernel size must be odd and >= 3, got {size}")
@@ -204,7 +209,10 @@ def random_kernels(
     shift = (-half - mn).clamp_min(0) - (mx - half).clamp_min(0)
     traj = traj + shift.unsqueeze(1)
     # dense resampling: at most ~0.25 px between samples (constant speed: path length = extent / span)
-    path = float((ext / span).max())
+    if max_path_ratio is None:
+        path = float((ext / span).max())  # a host sync: the one place the batch sets a shape
+    else:
+        path = float(max_path_ratio) * hi
     pts = max(int(math.ceil(path * 4)) + 1, traj.shape[1])
     dense = _resample_uniform(traj, pts)
     k = rasterize_trajectories(dense, size)
