@@ -202,6 +202,10 @@ class TrainConfig:
     rollback_lr_factor: float = 0.5
     deblur_samples: bool = True     # add the shipped deblurrer's output to the sample grids
     threads: int = 0                # torch.set_num_threads on the CPU (0 = leave torch's default)
+    # batched: K made on the device with static shapes from a device generator, B/S crops prepared
+    # in a background thread on CUDA; per-crop: the reference path (K sized to each batch's draws,
+    # drawn from a host generator)
+    data_path: Literal["batched", "per-crop"] = "batched"
 
 
 @dataclass
@@ -622,8 +626,9 @@ class TranslatorTrainer:
         self.batch = max(1, d.batch // self.dist.world)
         if d.batch % self.dist.world:
             self.say(f"data.batch {d.batch} is not a multiple of {self.dist.world} processes; each uses {self.batch}", "yellow")
+        prefetch = 2 if (cfg.train.data_path == "batched" and self.device.type == "cuda") else 0
         self.data = UnpairedDataset(self.B, self.S, batch_size=self.batch, augment=_augment_config(d),
-                                    seed=cfg.train.seed, rank=self.dist.rank)
+                                    seed=cfg.train.seed, rank=self.dist.rank, prefetch=prefetch)
         if d.match_known_blur:
             self._match_known_blur()
 
@@ -737,10 +742,22 @@ class TranslatorTrainer:
             g["lr"] = self.cfg.optim.lr_d * f
         return self.cfg.optim.lr_g * f
 
-    def _generator(self) -> torch.Generator:
+    def _generator(self, device: torch.device | None = None) -> torch.Generator:
         """Per-step data/noise generator: a pure function of (seed, rank, step), so resume is exact."""
         s = (int(self.cfg.train.seed) * 1_000_003 + self.dist.rank * 7_919 + self.step * 104_729) % (2**63 - 1)
-        return torch.Generator().manual_seed(s)
+        return torch.Generator(device=device or "cpu").manual_seed(s)
+
+    def _known_blur_step(self, sharp: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """K for this step's S crops: on the batched path with static shapes from a device generator
+        (its own stream, so the host generator ``gen`` draws the same as on the per-crop path)."""
+        if self.cfg.train.data_path != "batched":
+            return self.known(sharp, generator=gen)
+        if getattr(self, "_static_known_of", None) is not self.known:  # the known blur may be re-matched
+            self._static_known = self.known.with_static_shapes() if hasattr(self.known, "with_static_shapes") else self.known
+            self._static_known_of = self.known
+        dev_gen = self._generator(self.device)
+        dev_gen.manual_seed(dev_gen.initial_seed() ^ 0x5DEECE66D)
+        return self._static_known(sharp, generator=dev_gen)
 
     def _guard(self, what: str, value: torch.Tensor | float) -> None:
         v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
@@ -771,7 +788,7 @@ class TranslatorTrainer:
         yb = batch.blurry.to(self.device, non_blocking=True)
         ys = batch.sharp.to(self.device, non_blocking=True)
         with torch.no_grad():
-            yk = self.known(ys, generator=gen)
+            yk = self._known_blur_step(ys, gen)
         lr = self._set_lr()
         frac = curriculum_fraction_at(self.step, cfg.schedule.iters, cfg.curriculum)
         sel = select_blurriest(yb, batch.blurry_degree, frac).sort().values.to(self.device) if frac < 1.0 else None
@@ -1039,4 +1056,6 @@ def train_translator(
     try:
         return trainer.run()
     finally:
+        if getattr(trainer, "data", None) is not None:
+            trainer.data.close()  # the prefetch thread, where there is one
         trainer.dist.close()

@@ -103,13 +103,15 @@ def random_trajectories(
     u_ang = torch.rand(n, T - 1, generator=generator, device=device, dtype=torch.float64)
     g = torch.randn(n, T - 1, 2, generator=generator, device=device, dtype=torch.float64)
     g = torch.complex(g[..., 0], g[..., 1])
+    # everything that does not depend on the walk's state is computed for all steps at once, so the
+    # loop (a recurrence: it cannot be vectorised over time) runs few small operations per step
+    turn = 2 * (u_big < (p_big * anxiety).unsqueeze(1)).to(torch.float64) * torch.polar(
+        torch.ones_like(u_ang), math.pi + (u_ang - 0.5))  # (n, T-1): the impulsive reversal factor
+    push = (anxiety * gauss * step).unsqueeze(1) * g  # (n, T-1): the random part of dv
+    pull = anxiety * centri * step  # (n,): the centripetal part of dv, times -x
     for t in range(T - 1):
-        big = (u_big[:, t] < p_big * anxiety).to(torch.float64)
-        reversal = 2 * v * torch.polar(torch.ones_like(angle), math.pi + (u_ang[:, t] - 0.5))
-        dv = big * reversal + anxiety * (gauss * g[:, t] - centri * x) * step
-        v = v + dv
-        mag = v.abs().clamp_min(1e-12)
-        v = v / mag * step
+        v = v + v * turn[:, t] + push[:, t] - pull * x
+        v = v * (step / v.abs().clamp_min(1e-12))
         x = x + v
         out.append(x)
     traj = torch.stack(out, dim=1) / _PATH_UNITS

@@ -310,6 +310,18 @@ def _pad_mode(mode: str, r: int, h: int, w: int) -> str:
     return mode if (mode != "reflect" or (r < h and r < w)) else "replicate"
 
 
+def _fft_len(n: int) -> int:
+    """The smallest length >= ``n`` whose only prime factors are 2, 3 and 5 (fast for FFTs)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def convolve(x: torch.Tensor, k: torch.Tensor, padding: str = "reflect", method: str = "auto", fft_min_size: int = 31) -> torch.Tensor:
     """Convolve each image with its own kernels.
 
@@ -345,11 +357,14 @@ def convolve(x: torch.Tensor, k: torch.Tensor, padding: str = "reflect", method:
         xin = xp.unsqueeze(1).expand(N, M, C, H + 2 * r, W + 2 * r).reshape(1, N * M * C, H + 2 * r, W + 2 * r)
         y = F.conv2d(xin, weight, groups=N * M * C).view(N, M, C, H, W)
     elif method == "fft":
-        Hp, Wp = H + 2 * r, W + 2 * r
+        # transform at the next 2-3-5-smooth length: the padded side (e.g. 152 = 8 x 19) can be 3x
+        # slower than its neighbour 160; the wrap-around then falls in the zero tail, so the
+        # interior is the same linear convolution
+        Hp, Wp = _fft_len(H + 2 * r), _fft_len(W + 2 * r)
         kp = x.new_zeros(N, M, Hp, Wp)
         kp[..., :s, :s] = k
         kp = torch.roll(kp, shifts=(-r, -r), dims=(-2, -1))
-        Xf = torch.fft.rfft2(xp)  # (N, C, Hp, Wp//2+1)
+        Xf = torch.fft.rfft2(xp, s=(Hp, Wp))  # (N, C, Hp, Wp//2+1), xp zero-extended
         Kf = torch.fft.rfft2(kp)  # (N, M, Hp, Wp//2+1)
         y = torch.fft.irfft2(Xf.unsqueeze(1) * Kf.unsqueeze(2), s=(Hp, Wp))
         y = y[..., r : r + H, r : r + W]
@@ -563,19 +578,20 @@ class KnownBlur:
         if local:
             out = ws0 * lin + (1 - ws0) * out
         nc = cfg.noise
+        y = self.crf.from_linear(out)
         if nc.match:  # the sensor noise the blur removed, measured on the wholly blurred frame
             have = estimate_noise(x) ** 2  # (n, 3) variance of the input's own noise
-            lost = (have - estimate_noise(self.crf.from_linear(out)) ** 2).clamp_min(0).sqrt()
-        y = self.crf.from_linear(out)
+            lost = (have - estimate_noise(y) ** 2).clamp_min(0).sqrt()
         if local:  # where the frame stays sharp, return the input itself (no CRF round-trip error)
             y = torch.where(ws0 >= 1, x, y)
+        # both noises are zero-mean Gaussians added to the same frame: one draw with the summed
+        # variance is the same distribution at half the cost of two
+        var = None
+        gdev = generator.device if generator is not None else torch.device("cpu")
         if nc.match:
-            gdev = generator.device if generator is not None else torch.device("cpu")
-            eps = torch.randn(y.shape, generator=generator, device=gdev, dtype=y.dtype).to(device)
             where = (1 - ws0) if local else 1.0  # only where the frame was blurred
-            y = y + where * lost.view(n, 3, 1, 1).to(y) * eps
+            var = (where * lost.view(n, 3, 1, 1).to(y)) ** 2
         if nc.p > 0 and (nc.shot[1] > 0 or nc.read[1] > 0):
-            gdev = generator.device if generator is not None else torch.device("cpu")
             on = (torch.rand(n, generator=generator, device=gdev) < nc.p).float()
             shot = on * (nc.shot[0] + (nc.shot[1] - nc.shot[0]) * torch.rand(n, generator=generator, device=gdev))
             read = on * (nc.read[0] + (nc.read[1] - nc.read[0]) * torch.rand(n, generator=generator, device=gdev))
@@ -583,7 +599,11 @@ class KnownBlur:
                 want = shot * 0.5 + read**2  # the configured variance at mid-grey
                 f2 = (1 - have.mean(1).to(gdev) / want.clamp_min(1e-12)).clamp(0, 1)
                 shot, read = shot * f2, read * f2.sqrt()
-            y = add_noise(y, shot.to(device), read.to(device), generator)
+            sensor = shot.to(device).view(-1, 1, 1, 1) * y.clamp_min(0) + read.to(device).view(-1, 1, 1, 1) ** 2
+            var = sensor if var is None else var + sensor
+        if var is not None:
+            eps = torch.randn(y.shape, generator=generator, device=gdev, dtype=y.dtype).to(device)
+            y = y + var.sqrt() * eps
         y = y.clamp(0, 1)
         if cfg.quantize:
             y = quantize(y)
