@@ -43,11 +43,13 @@ import torch
 from torch import nn
 
 from .config import to_dict
+from .data.bank import ImageBank
 from .deblur_trainer import CropSampler
 from .errors import B2BError, CheckpointError, ConfigError, DataError
 from .trainutil import (
     CheckpointManager,
     adamw_cosine,
+    autocast_dtype,
     pick_device,
     plot_losses,
     resume_or_start,
@@ -94,6 +96,12 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch.set_num_threads while distilling on the CPU; 0 leaves it
+    # batched: the pairs as one uint8 bank on the device, crops gathered in batch (data/bank.py);
+    # per-crop: the reference sampler
+    data_path: str = "batched"
+    # fp32 by default: the student must match its teacher to ~40 dB, finer than bf16's 8-bit mantissa
+    precision: str = "fp32"
+    channels_last: bool = True
 
     def __post_init__(self):
         if self.iters < 0:
@@ -106,6 +114,8 @@ class DistillConfig:
             raise ConfigError("lr must be > 0")
         if self.val_frames < 1:
             raise ConfigError("val_frames must be >= 1")
+        if self.data_path not in ("batched", "per-crop"):
+            raise ConfigError(f"data_path must be batched or per-crop, got {self.data_path!r}")
         if self.max_frames < self.val_frames + 1:
             raise ConfigError("max_frames must exceed val_frames (training needs frames too)")
         if self.loss not in ("charbonnier", "l1"):
@@ -174,11 +184,8 @@ class PairSampler(CropSampler):
     rotate = False
 
     def __init__(self, inputs: list[np.ndarray], targets: list[np.ndarray], crop: int, seed: int):
-        self.images = [torch.from_numpy(np.concatenate([a, b], axis=2)).permute(2, 0, 1).contiguous()
-                       for a, b in zip(inputs, targets)]
-        smallest = min(min(p.shape[1:]) for p in self.images)
-        c = min(int(crop), smallest)
-        self.crop = max(8, c - c % 8) if c >= 8 else c
+        self.images = _stack_pairs(inputs, targets)
+        self.crop = _pair_crop(self.images, crop)
         self.generator = torch.Generator().manual_seed(int(seed))
 
     @property
@@ -188,6 +195,30 @@ class PairSampler(CropSampler):
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(inputs, targets)``, each (n, 3, crop, crop) float32 in [0, 1]."""
         out = self.crops(n).float().div_(255.0)
+        return out[:, :3], out[:, 3:]
+
+
+def _stack_pairs(inputs: list[np.ndarray], targets: list[np.ndarray]) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.concatenate([a, b], axis=2)).permute(2, 0, 1).contiguous()
+            for a, b in zip(inputs, targets)]
+
+
+def _pair_crop(pairs: list[torch.Tensor], crop: int) -> int:
+    """``min(crop, smallest side)``, rounded down to a multiple of 8 where it can be."""
+    c = min(int(crop), min(min(p.shape[1:]) for p in pairs))
+    return max(8, c - c % 8) if c >= 8 else c
+
+
+class PairBank(ImageBank):
+    """:class:`PairSampler`'s crops from the batched path: the pairs as one uint8 bank on the device."""
+
+    def __init__(self, inputs: list[np.ndarray], targets: list[np.ndarray], crop: int, seed: int, device):
+        pairs = _stack_pairs(inputs, targets)
+        super().__init__(pairs, device, seed=seed, rotate=False)
+        self.crop = _pair_crop(pairs, crop)
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        out = super().batch(n, self.crop)
         return out[:, :3], out[:, 3:]
 
 
@@ -432,8 +463,16 @@ def distill(
 
         load_state_dict_strict(student, db_net.state_dict(), source=db_desc, what=name)
         student = student.to(device).train()
-        opt, sched = adamw_cosine(student.parameters(), cfg.lr, (0.9, 0.9), cfg.weight_decay, cfg.iters, 0, cfg.min_lr)
-        sampler = PairSampler([frames[i] for i in train_idx], [targets[i] for i in train_idx], cfg.crop, cfg.seed)
+        if cfg.channels_last:
+            student = student.to(memory_format=torch.channels_last)
+        opt, sched = adamw_cosine(student.parameters(), cfg.lr, (0.9, 0.9), cfg.weight_decay, cfg.iters, 0, cfg.min_lr,
+                                  fused=device.type == "cuda")
+        amp_dtype = autocast_dtype(cfg.precision, device)
+        tr_in, tr_t = [frames[i] for i in train_idx], [targets[i] for i in train_idx]
+        if cfg.data_path == "batched":
+            sampler = PairBank(tr_in, tr_t, cfg.crop, cfg.seed, device)
+        else:
+            sampler = PairSampler(tr_in, tr_t, cfg.crop, cfg.seed)
         loss_fn = charbonnier_loss if cfg.loss == "charbonnier" else (lambda p, t: (p.float() - t.float()).abs().mean())
         val_in = [to_tensor(frames[i])[None].to(device) for i in val_idx]
         val_t = [to_tensor(targets[i])[None].to(device) for i in val_idx]
@@ -457,7 +496,11 @@ def distill(
         def loss_step() -> torch.Tensor:
             x, t = sampler.batch(cfg.batch)
             x, t = x.to(device), t.to(device)
-            return loss_fn(student(x), t)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                pred = student(x)
+            return loss_fn(pred, t)
 
         t0 = time.time()
         step = run_supervised_steps(

@@ -149,3 +149,14 @@ def test_static_shape_blur_keeps_basic_invariants():
     s = k.shape[-1] // 2
     assert torch.allclose(out[0, 0, 20 - s : 21 + s, 20 - s : 21 + s], k, atol=1e-5)  # a delta returns its kernel
     assert kernel_extent(k, 1e-4) >= 3
+
+
+def test_distillation_pair_bank_keeps_input_and_target_aligned(photos):
+    from b2b_train.distill import PairBank, PairSampler
+
+    inputs = [im[:200, :240] for im in photos[:3]]
+    targets = [255 - im for im in inputs]  # a target that tells where it came from
+    for sampler in (PairBank(inputs, targets, 100, seed=0, device="cpu"), PairSampler(inputs, targets, 100, seed=0)):
+        x, t = sampler.batch(5)
+        assert x.shape == t.shape == (5, 3, 96, 96)  # the crop rounded down to a multiple of 8
+        assert torch.allclose(t, 1 - x, atol=1e-6)
