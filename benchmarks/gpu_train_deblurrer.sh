@@ -1,36 +1,46 @@
 #!/usr/bin/env bash
-# Train the shipped default deblurrer (nafnet-lite on the default kernel-bank domain) on a lent GPU, in one
-# short command. The data is ../shared/data's photos plus a few frames of its clips, copied beforehand into
-# .devdata/ (images/ and frames/, PNG), because the GPU machine has neither ../shared nor PyAV.
-# Prepare it here (the folder is git-ignored; name it in the device tool's carry):
-#   cp -r ../shared/data/images .devdata/ && python -c 'from pathlib import Path; from b2b_train.data.io import *
-#   [write_image(f".devdata/frames/{c.stem}_{i:04d}.png", im) for c in Path("../shared/data/videos").rglob("*.m[kp][v4]")
-#    for i, _t, im in list(iter_video_frames(c, step=12, max_frames=6))[::2]]'
+# Train a deblurrer stage on a lent GPU (or any machine), in one short command, on the batched data path.
+# The data is .devdata/ as benchmarks/prepare_campaign.py writes it (the GPU machine has neither ../shared
+# nor PyAV; name .devdata in the device tool's carry):
 #
-#   OUT=gpu_out ITERS=20000 BUDGET_S=420 bash benchmarks/gpu_train_deblurrer.sh
+#   OUT=gpu_out NET=nafnet-lite ITERS=20000 BUDGET_S=420 bash benchmarks/gpu_train_deblurrer.sh
 #
-# Trains from the current shipped weights with a fresh cosine schedule over ITERS steps, checkpointing every
-# ITERS/20 steps. If BUDGET_S runs out first (an H200 did about 13 steps/s at batch 32, 128 px), the newest
-# checkpoint's network is exported instead, so a time limit never loses the run. Leaves
-# OUT/deblurrer.safetensors (+ .json), OUT/log.csv, OUT/train.log.
+# NET: nafnet-lite (default; starts from the shipped file) or nafnet-mid (the GPU-grade class; starts from
+# .devdata/resume/deblurrer-mid.safetensors when an earlier run brought one back, else from scratch).
+# INIT overrides the start ("none" = from scratch); BATCH, CROP, SEED, DEVICE, CONFIG as named; EXTRA adds
+# KEY=VALUE overrides. A fresh cosine schedule runs over ITERS steps, checkpointing every ITERS/20. If
+# BUDGET_S runs out first, the newest checkpoint's network is exported instead, so a time limit never loses
+# the run. Leaves OUT/deblurrer.safetensors (+ .json), OUT/log.csv, OUT/train.log.
 # (2026-11-27: a first version sized the run from two short probes whose difference was all start-up; it
 # ran out of time before its first checkpoint and returned nothing.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OUT="${OUT:-./gpu_out}" PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
-D=.devdata
+D="${DEVDATA:-.devdata}"
+NET="${NET:-nafnet-lite}"
 ITERS="${ITERS:-20000}"
 BUDGET_S="${BUDGET_S:-420}"
-RUN=/tmp/b2b-gpu-deblurrer
+DEVICE="${DEVICE:-auto}"
+RUN="${RUN:-/tmp/b2b-gpu-$NET}"
+if [ "$NET" = nafnet-lite ]; then
+  INIT="${INIT:-b2b_train/weights/deblurrer-lite.safetensors}"; BATCH="${BATCH:-64}"; CROP="${CROP:-128}"
+else
+  INIT="${INIT:-$D/resume/deblurrer-mid.safetensors}"; BATCH="${BATCH:-32}"; CROP="${CROP:-256}"
+  [ -f "$INIT" ] || INIT=none
+fi
+INIT_ARG="init=$INIT"; [ "$INIT" = none ] && INIT_ARG="init=null"
 VAL=""
-for v in kodak/kodim03.png kodak/kodim07.png kodak/kodim12.png kodak/kodim15.png skimage/chelsea.png sklearn/flower.jpg; do
-  VAL="$VAL --val $D/images/$v"
+for v in kodak/kodim03 kodak/kodim07 kodak/kodim12 kodak/kodim15 skimage/chelsea sklearn/flower; do
+  f=$(ls "$D"/images/$v.* 2>/dev/null | head -1)
+  [ -n "$f" ] && VAL="$VAL --val $f"
 done
-timeout "$BUDGET_S" python3 -m b2b_train.cli deblurrer --config shipped --sharp $D/images --sharp $D/frames $VAL \
-    --no-progress --out "$RUN" --iters "$ITERS" batch_size=32 data.crop=128 threads=8 log_every=100 seed=3 \
-    init=b2b_train/weights/deblurrer-lite.safetensors val_every=$((ITERS / 4)) ckpt_every=$((ITERS / 20)) \
-    > "$OUT/train.log" 2>&1
+echo "training $NET from $INIT: $ITERS steps of batch $BATCH at $CROP px, $BUDGET_S s at most"
+rm -rf "$RUN"
+timeout "$BUDGET_S" python3 -m b2b_train.cli deblurrer --config "${CONFIG:-shipped}" --sharp "$D/images" --sharp "$D/frames" $VAL \
+    --no-progress --out "$RUN" --iters "$ITERS" net="$NET" batch_size="$BATCH" data.crop="$CROP" threads=8 \
+    log_every=100 seed="${SEED:-3}" "$INIT_ARG" device="$DEVICE" val_every=$((ITERS / 4)) ckpt_every=$((ITERS / 20 > 0 ? ITERS / 20 : 1)) \
+    ${EXTRA:-} > "$OUT/train.log" 2>&1
 status=$?
 tail -5 "$OUT/train.log"
 cp "$RUN/log.csv" "$OUT/" 2>/dev/null
@@ -38,19 +48,20 @@ if [ -f "$RUN/deblurrer.safetensors" ]; then
   cp "$RUN/deblurrer.safetensors" "$RUN/deblurrer.safetensors.json" "$OUT/"
 else
   echo "time limit before the end (status $status): exporting the newest checkpoint"
-  python3 - "$RUN" "$OUT" <<'PY'
+  python3 - "$RUN" "$OUT" "$NET" <<'PY'
 import sys
 from b2b_train.nets.registry import save_network
 from b2b_train.nets import build
 from b2b_train.trainutil import CheckpointManager
-run, out = sys.argv[1], sys.argv[2]
+run, out, name = sys.argv[1:4]
 got = CheckpointManager(f"{run}/checkpoints").latest(warn=print)
 if got is None:
     sys.exit("no checkpoint was written")
 state, meta = got
-net = build("nafnet-lite")
+net = build(name)
 net.load_state_dict(state["model"])
-save_network(f"{out}/deblurrer.safetensors", net, "nafnet-lite", step=int(state["step"]), partial_run=True)
+save_network(f"{out}/deblurrer.safetensors", net, name, step=int(state["step"]), partial_run=True,
+             config=meta.get("config"))
 print("exported step", state["step"])
 PY
 fi

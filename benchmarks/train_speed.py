@@ -229,9 +229,18 @@ def main(argv=None) -> int:
                                                            "and compare validation PSNR")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--write", action="store_true", help="write the train-speed section of BENCHMARKS.md")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON here (a GPU run brings it back)")
+    ap.add_argument("--from-json", default=None, help="write BENCHMARKS.md from a JSON an earlier run wrote")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.from_json:
+        import json
+
+        saved = json.loads(Path(args.from_json).read_text())
+        write(saved["rows"], saved.get("quality"), torch.device(saved["device"]), argparse.Namespace(**saved["args"]),
+              machine=saved.get("machine"), command=saved.get("command"))
+        return 0
     device = pick_device(args.device)
     steps = args.steps or (20 if device.type == "cuda" else 3)
     root = Path(__file__).resolve().parent.parent
@@ -261,6 +270,14 @@ def main(argv=None) -> int:
         train = [im for im in images if not any(im is v for v in val)]
         qual = quality(train, val, device, args.quality)
         print("quality", qual)
+    if args.json:
+        import json
+
+        from benchmarks._report import machine_line
+
+        Path(args.json).write_text(json.dumps({
+            "rows": rows, "quality": qual, "device": device.type, "args": vars(args), "machine": machine_line(),
+            "command": "python " + " ".join(sys.argv)}, indent=1))
     if args.write:
         write(rows, qual, device, args)
     return 0
@@ -281,10 +298,13 @@ def make_cam(root: Path) -> Path:
     return cam
 
 
-def write(rows, qual, device, args) -> None:
+def write(rows, qual, device, args, machine=None, command=None) -> None:
     from benchmarks._report import header, update_section
 
-    lines = [header(f"Training speed, old vs new data path ({device.type})"), ""]
+    head = header(f"Training speed, old vs new data path ({device.type})", command)
+    if machine:  # a run on another machine (a lent GPU): its own description, not this one's
+        head = "\n".join(f"- Machine: {machine}" if ln.startswith("- Machine:") else ln for ln in head.splitlines()) + "\n"
+    lines = [head, ""]
     lines += ["| case | what | old crops/s | old data share | new crops/s | new data share | new / old |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     t.add_argument("--limit", type=float, default=3600, help="wall-clock seconds for the whole sweep")
     t.add_argument("--threads", type=int, default=1, help="CPU threads per run")
     t.add_argument("--parallel", type=int, default=2,
-                   help="runs at once (1 on a GPU: eight processes on one H200 stalled each other, see gpu_session.sh)")
+                   help="runs at once (1 on a GPU: eight processes on one H200 stalled each other, see gpu_campaign.sh)")
     t.add_argument("--device", default="auto")
     s = sub.add_parser("score")
     s.add_argument("--work", required=True)

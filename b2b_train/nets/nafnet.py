@@ -186,6 +186,10 @@ _TINY = dict(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_
 # nafnet-tiny 46 ms / 25 ms. A deeper width-16 variant ([1,1,2,4] encoders, 2 middle blocks) took
 # 144 ms / 80 ms for little extra capacity at this resolution.
 _LITE = dict(img_channel=3, width=16, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 2], dec_blk_nums=[1, 1, 1, 1])
+# GPU-grade class: the GoPro design narrowed to width 24 with 8 instead of 28 deepest encoder blocks
+# (and 2 at the third level): 4.46 M parameters, 8.9 MB in fp16, so a shipped file keeps the
+# repository light; 1/4 of width 32's arithmetic for the deep part.
+_MID = dict(img_channel=3, width=24, middle_blk_num=1, enc_blk_nums=[1, 1, 2, 8], dec_blk_nums=[1, 1, 1, 1])
 _TINY_NET = dict(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 1, 1], dec_blk_nums=[1, 1, 1])
 
 # The public checkpoints are on the authors' Google Drive (README "Results and Pre-trained Models");
@@ -242,6 +246,13 @@ def _register_all() -> None:
         name="nafnet-lite",
         build=_builder(**_LITE),
         description="small NAFNet for CPU real time (>=10 fps at 320x240 on 2 laptop cores); trained by b2b",
+        extra={"tiny": dict(_TINY)},
+        **common,
+    ))
+    register(NetSpec(
+        name="nafnet-mid",
+        build=_builder(**_MID),
+        description="mid-size NAFNet (width 24, 8 deep blocks, 4.46 M params) for GPUs; trained by b2b",
         extra={"tiny": dict(_TINY)},
         **common,
     ))
