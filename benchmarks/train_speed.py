@@ -312,7 +312,10 @@ def write(rows, qual, device, args, machine=None, command=None) -> None:
                      f"{r['new']['crops_per_s']:.1f} | {r['new']['data_share']:.0%} | **{r['ratio']:.2f}x** |")
     lines += ["", f"Medians of {args.rounds} alternating rounds; data share = crops + known blur timed alone, "
               "device synchronised, over the whole step's time. New path's autocast: "
-              f"{autocast_dtype('auto', device) or 'fp32'}."]
+              f"{autocast_dtype('auto', device) or 'fp32'}. The translator's batched path differs from its per-crop "
+              "one on CUDA (known blur from a device generator, B/S crops prefetched); on a CPU it trains in fp32 "
+              "on both, so the two rows there are the same step (bf16 autocast there is not yet checked for "
+              "GAN quality)."]
     if qual:
         o, n = qual["old"], qual["new"]
         lines += ["", f"Same problem, faster: nafnet-lite, {args.quality} steps of batch 8 at 128 px from the same "
