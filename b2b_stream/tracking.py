@@ -8,7 +8,9 @@
 
 The model file (``hand_landmarker.task``) is found, in this order, at: an explicit path,
 ``$B2B_HAND_MODEL``, the cache ``$B2B_CACHE/models/hand_landmarker.task`` (default cache
-``~/.cache/b2b``). Nothing downloads implicitly. Two ways to fill the cache:
+``~/.cache/b2b``), then the bundle shipped with b2b (``b2b_stream/models/hand_landmarker.task``, built
+from mediapipe 0.10.21's Apache-2.0 models; see ``models/NOTICE.md``), whose SHA-256 is checked each
+time it is resolved. Nothing downloads implicitly. Two ways to put another version in the cache:
 
 * offline: ``b2b-stream models hands --from-wheel mediapipe-0.10.21-*.whl``. The mediapipe 0.10.21
   wheel (``pip download --no-deps mediapipe==0.10.21``) carries the palm detector and hand-landmark
@@ -37,6 +39,7 @@ __all__ = [
     "HandTracker",
     "resolve_hand_model",
     "default_hand_model_path",
+    "shipped_hand_model",
     "cache_dir",
     "build_bundle_from_wheel",
     "install_bundle",
@@ -46,6 +49,8 @@ __all__ = [
     "HAND_CONNECTIONS",
     "MODEL_URL",
     "MODEL_SHA256",
+    "SHIPPED_MODEL",
+    "SHIPPED_SHA256",
 ]
 
 MODEL_NAME = "hand_landmarker.task"
@@ -58,6 +63,11 @@ WHEEL_MEMBERS = {
     "mediapipe/modules/palm_detection/palm_detection_full.tflite": "hand_detector.tflite",
     "mediapipe/modules/hand_landmark/hand_landmark_full.tflite": "hand_landmarks_detector.tflite",
 }
+# The bundle shipped as package data: mediapipe 0.10.21's two TFLite models packed by
+# build_bundle_from_wheel (provenance in models/hand_landmarker.task.json, licence in models/NOTICE.md).
+SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / MODEL_NAME
+SHIPPED_SHA256 = "161bab669fec9eb960561f420fc2f883a8cbcc0b809824dd3dd01fc3f4010125"
+SHIPPED_BYTES = 7_819_037
 OFFLINE_HOWTO = (
     "offline: pip download --no-deps mediapipe==0.10.21 -d wheels && "
     "b2b-stream models hands --from-wheel wheels/mediapipe-0.10.21-*.whl; "
@@ -110,23 +120,55 @@ def default_hand_model_path() -> Path:
     return cache_dir() / "models" / MODEL_NAME
 
 
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shipped_hand_model() -> Path:
+    """The bundle shipped with b2b, after checking its SHA-256; a clear error when missing or altered."""
+    p = SHIPPED_MODEL
+    if not p.is_file():
+        raise HandModelError(f"hand-tracking model not installed (looked for {default_hand_model_path()} and the "
+                             f"shipped {p}); reinstall b2b or install one: {OFFLINE_HOWTO}")
+    digest = _sha256_file(p)
+    if digest != SHIPPED_SHA256:
+        raise HandModelError(
+            f"the shipped hand model {p} is damaged (SHA-256 {digest[:16]}..., {p.stat().st_size} bytes; expected "
+            f"{SHIPPED_SHA256[:16]}..., {SHIPPED_BYTES} bytes; a Git LFS pointer or a partial copy?): reinstall b2b, "
+            f"or install one: {OFFLINE_HOWTO}"
+        )
+    return p
+
+
+def _is_shipped(p: Path) -> bool:
+    try:
+        return p.resolve() == SHIPPED_MODEL
+    except OSError:
+        return False
+
+
 def resolve_hand_model(path: str | os.PathLike | None = None) -> Path:
-    """The hand model to use: ``path``, then ``$B2B_HAND_MODEL``, then the cache; else a clear error."""
+    """The hand model to use: ``path``, then ``$B2B_HAND_MODEL``, then the cache, then the shipped bundle
+    (SHA-256 checked); else a clear error."""
     if path:
         p = Path(path).expanduser()
         if not p.is_file():
             raise HandModelError(f"hand model {p} not found ({OFFLINE_HOWTO})")
-        return p
+        return shipped_hand_model() if _is_shipped(p) else p
     env = os.environ.get("B2B_HAND_MODEL")
     if env:
         p = Path(env).expanduser()
         if not p.is_file():
             raise HandModelError(f"B2B_HAND_MODEL={env} does not exist ({OFFLINE_HOWTO})")
-        return p
+        return shipped_hand_model() if _is_shipped(p) else p
     p = default_hand_model_path()
     if p.is_file():
         return p
-    raise HandModelError(f"hand-tracking model not installed (looked for {p}); install it: {OFFLINE_HOWTO}")
+    return shipped_hand_model()
 
 
 def build_bundle_from_wheel(wheel: str | os.PathLike) -> bytes:

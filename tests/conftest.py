@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real footage lives, a temporary home, and the hand model.
+"""Shared fixtures: where the real footage lives, a temporary home, and the shipped hand model.
 
 Real data comes from ``../shared/data`` beside the repository (override with ``B2B_DATA``). Tests
 that need it are skipped when it is absent, except under ``B2B_REQUIRE_DATA=1`` (set by ``.ci/run``),
@@ -59,15 +59,11 @@ def b2b_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def hand_model() -> Path:
-    """The MediaPipe hand-landmarker bundle installed by ``b2b-stream models hands``."""
-    from b2b_stream.tracking import resolve_hand_model  # noqa: WPS433 (import inside fixture on purpose)
+    """The MediaPipe hand-landmarker bundle shipped with b2b (its SHA-256 checked): never skipped, so a
+    damaged or missing package-data file fails the tests that track hands."""
+    from b2b_stream.tracking import shipped_hand_model  # noqa: WPS433 (import inside fixture on purpose)
 
-    try:
-        return resolve_hand_model(None)
-    except Exception as e:  # B2BError with instructions
-        if os.environ.get("B2B_REQUIRE_DATA"):
-            pytest.fail(f"hand model missing: {e}")
-        pytest.skip(f"hand model missing: {e}")
+    return shipped_hand_model()
 
 
 @pytest.fixture(scope="module")

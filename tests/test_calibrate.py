@@ -41,9 +41,7 @@ def env(b2b_home, tmp_path):
     e["B2B_HOME"] = str(b2b_home)
     e["B2B_CACHE"] = str(tmp_path / "cache")  # no VGG weights: the trainer says so and goes on
     e["OMP_NUM_THREADS"] = "1"
-    hand = Path(os.path.expanduser("~/.cache/b2b/models/hand_landmarker.task"))
-    if hand.is_file() and "B2B_HAND_MODEL" not in e:
-        e["B2B_HAND_MODEL"] = str(hand)
+    e.pop("B2B_HAND_MODEL", None)  # the empty cache above: hand tracking uses the shipped model
     return e
 
 

@@ -199,18 +199,12 @@ def test_listening_detector_sees_a_real_server():
     assert not any(e.startswith("tcp ") for e in _listening(os.getpid()))
 
 
-def test_stream_run_opens_no_listening_socket(tmp_path):
-    from b2b_stream.tracking import resolve_hand_model
-
-    try:
-        resolve_hand_model(None)
-        track = "hands"
-    except Exception:
-        track = "none"
+def test_stream_run_opens_no_listening_socket(tmp_path, hand_model):
     env = dict(os.environ, B2B_HOME=str(tmp_path), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "b2b_stream.cli", "run", "--camera", "demo", "--frames", "30", "--backend", "torch",
-         "--device", "cpu", "--width", "160", "--height", "120", "--track", track, "--quiet",
+         "--device", "cpu", "--width", "160", "--height", "120", "--track", "hands", "--hand-model", str(hand_model),
+         "--quiet",
          "--report", str(tmp_path / "r.json")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     seen, samples = [], 0

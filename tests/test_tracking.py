@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -31,41 +33,82 @@ def _frames(path, n=None):
 
 
 @pytest.fixture(scope="module")
-def mediapipe_wheel(repo_root) -> Path:
-    """mediapipe 0.10.21's wheel, as .ci/run downloads it (or $B2B_MEDIAPIPE_WHEEL)."""
+def mediapipe_wheel(repo_root, tmp_path_factory) -> Path:
+    """mediapipe 0.10.21's wheel where one is at hand ($B2B_MEDIAPIPE_WHEEL or .cache/wheels/), else a
+    stand-in wheel holding the shipped bundle's two TFLite models at the real wheel's paths."""
     env = os.environ.get("B2B_MEDIAPIPE_WHEEL")
     hits = [env] if env else sorted(glob.glob(str(repo_root / ".cache" / "wheels" / "mediapipe-0.10.21-*.whl")))
-    if not hits or not Path(hits[0]).is_file():
-        if os.environ.get("B2B_REQUIRE_DATA"):
-            pytest.fail("mediapipe 0.10.21 wheel not found in .cache/wheels (see .ci/run)")
-        pytest.skip("mediapipe 0.10.21 wheel not downloaded (pip download --no-deps mediapipe==0.10.21 -d .cache/wheels)")
-    return Path(hits[0])
+    if hits and Path(hits[0]).is_file():
+        return Path(hits[0])
+    fake = tmp_path_factory.mktemp("wheel") / "mediapipe-0.10.21-standin-none-any.whl"
+    with zipfile.ZipFile(tracking.shipped_hand_model()) as src, zipfile.ZipFile(fake, "w") as out:
+        out.writestr("mediapipe/__init__.py", "")
+        for member, name in tracking.WHEEL_MEMBERS.items():
+            out.writestr(member, src.read(name))
+    return fake
 
 
-def test_resolution_order_explicit_env_cache(tmp_path, monkeypatch, hand_model):
+def test_resolution_order_explicit_env_cache_shipped(tmp_path, monkeypatch, hand_model):
     cache = tmp_path / "cache"
     monkeypatch.setenv("B2B_CACHE", str(cache))
     monkeypatch.delenv("B2B_HAND_MODEL", raising=False)
-    with pytest.raises(B2BError) as e:
-        resolve_hand_model(None)
-    msg = str(e.value)
-    assert "--from-wheel" in msg and "mediapipe==0.10.21" in msg and "\n" not in msg
+    assert hand_model == tracking.SHIPPED_MODEL
+    assert resolve_hand_model(None) == hand_model  # nothing else installed: the shipped bundle
     cached = cache / "models" / "hand_landmarker.task"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"x")
-    assert resolve_hand_model(None) == cached
-    monkeypatch.setenv("B2B_HAND_MODEL", str(hand_model))
-    assert resolve_hand_model(None) == hand_model  # env beats the cache
+    assert resolve_hand_model(None) == cached  # the cache beats the shipped bundle
+    other = tmp_path / "other.task"
+    other.write_bytes(b"y")
+    monkeypatch.setenv("B2B_HAND_MODEL", str(other))
+    assert resolve_hand_model(None) == other  # env beats the cache
     assert resolve_hand_model(cached) == cached  # an explicit path beats both
     with pytest.raises(B2BError, match="not found"):
         resolve_hand_model(tmp_path / "nope.task")
     monkeypatch.setenv("B2B_HAND_MODEL", str(tmp_path / "gone.task"))
     with pytest.raises(B2BError, match="B2B_HAND_MODEL"):
         resolve_hand_model(None)
+    # nothing anywhere (a package missing its data): one line saying how to install a model
+    monkeypatch.delenv("B2B_HAND_MODEL")
+    cached.unlink()
+    monkeypatch.setattr(tracking, "SHIPPED_MODEL", tmp_path / "pkg" / "hand_landmarker.task")
+    with pytest.raises(B2BError) as e:
+        resolve_hand_model(None)
+    msg = str(e.value)
+    assert "not installed" in msg and "--from-wheel" in msg and "mediapipe==0.10.21" in msg and "\n" not in msg
 
 
-def test_bundle_from_wheel_is_a_stored_task_that_finds_hands(tmp_path, mediapipe_wheel, asl_clips):
+def test_shipped_model_matches_its_record_and_notice(hand_model):
+    record = json.loads((hand_model.parent / "hand_landmarker.task.json").read_text())
+    data = hand_model.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == record["sha256"] == tracking.SHIPPED_SHA256
+    assert len(data) == record["bytes"] == tracking.SHIPPED_BYTES
+    with zipfile.ZipFile(hand_model) as zf:
+        for name, member in record["members"].items():
+            blob = zf.read(name)
+            assert hashlib.sha256(blob).hexdigest() == member["sha256"] and len(blob) == member["bytes"]
+            assert tracking.WHEEL_MEMBERS[member["from"]] == name
+    assert record["license"] == "Apache-2.0" and record["source"]["version"] == "0.10.21"
+    notice = (hand_model.parent / record["notice"]).read_text()
+    assert "Apache License, Version 2.0" in notice and "Google" in notice and "0.10.21" in notice
+    assert tracking.SHIPPED_SHA256 in notice
+    assert "Apache License" in (hand_model.parent / record["license_file"]).read_text()
+
+
+def test_a_damaged_shipped_model_is_refused_naming_the_checksum(tmp_path, monkeypatch):
+    bad = tmp_path.resolve() / "hand_landmarker.task"
+    bad.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 7819037\n")
+    monkeypatch.setattr(tracking, "SHIPPED_MODEL", bad)
+    monkeypatch.setenv("B2B_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("B2B_HAND_MODEL", raising=False)
+    for call in (lambda: resolve_hand_model(None), lambda: resolve_hand_model(bad), lambda: HandTracker()):
+        with pytest.raises(B2BError, match="shipped hand model .* is damaged .*SHA-256"):
+            call()
+
+
+def test_bundle_from_wheel_rebuilds_the_shipped_model_and_finds_hands(tmp_path, mediapipe_wheel, hand_model, asl_clips):
     data = tracking.build_bundle_from_wheel(mediapipe_wheel)
+    assert data == hand_model.read_bytes()  # the shipped file is exactly what --from-wheel makes
     out = tracking.install_bundle(data, tmp_path / "m" / "hand_landmarker.task")
     with zipfile.ZipFile(out) as zf:
         infos = {i.filename: i for i in zf.infolist()}
@@ -151,6 +194,11 @@ def test_models_cli_check_and_missing(tmp_path, hand_model):
     env["B2B_CACHE"] = str(tmp_path / "empty-cache")
     r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "models", "hands"],
                        capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"hand model: {hand_model} (shipped with b2b, from mediapipe 0.10.21; SHA-256 verified)"
+    env["B2B_HAND_MODEL"] = str(tmp_path / "gone.task")
+    r = subprocess.run([sys.executable, "-m", "b2b_stream.cli", "models", "hands"],
+                       capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--from-wheel" in lines[0]
+    assert len(lines) == 1 and "B2B_HAND_MODEL" in lines[0] and "--from-wheel" in lines[0]

