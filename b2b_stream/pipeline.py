@@ -54,7 +54,7 @@ _END = object()
 
 @dataclass
 class StreamConfig:
-    """Pipeline settings (presets in ``configs/stream/*.yaml``)."""
+    """Pipeline settings (presets in ``b2b_train/configs/stream/*.yaml``)."""
 
     KIND = "stream"
     slot_size: int = 1  # frames each hand-over slot holds (1-2)

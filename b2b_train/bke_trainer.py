@@ -33,7 +33,7 @@ __all__ = ["BKEConfig", "train_bke", "charbonnier", "cosine_restarts", "sample_b
 
 @dataclass
 class BKEConfig:
-    """BKE training recipe (presets: ``configs/bke/*.yaml``)."""
+    """BKE training recipe (presets: ``b2b_train/configs/bke/*.yaml``)."""
 
     KIND = "bke"
 

@@ -1,7 +1,7 @@
 """Typed configs: YAML presets loaded into dataclasses, with ``key=value`` overrides.
 
 Every tunable thing is a field of a (possibly nested) dataclass. A preset is a YAML file under
-``configs/<kind>/<name>.yaml`` holding a subset of the fields; anything it leaves out keeps the
+``b2b_train/configs/<kind>/<name>.yaml`` holding a subset of the fields; anything it leaves out keeps the
 dataclass default. Unknown keys and values of the wrong type are errors that name the key, so a
 typo fails at start-up instead of silently training with a default.
 
@@ -39,11 +39,12 @@ __all__ = [
 
 
 def configs_root() -> Path:
-    """Folder holding the YAML presets: ``$B2B_CONFIGS`` or the repository's ``configs/``."""
+    """Folder holding the YAML presets: ``$B2B_CONFIGS`` or the package's own ``b2b_train/configs/``
+    (package data, so an editable and a normal install find the same presets)."""
     env = os.environ.get("B2B_CONFIGS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "configs"
+    return Path(__file__).resolve().parent / "configs"
 
 
 def list_presets(kind: str) -> list[str]:
@@ -60,7 +61,7 @@ def preset_path(kind: str, name_or_file: str | os.PathLike) -> Path:
             raise ConfigError(f"config file not found: {p}")
         return p
     name = str(name_or_file)
-    # a preset NAME stays inside configs/<kind>/ (files outside are given as paths ending in .yaml)
+    # a preset NAME stays inside b2b_train/configs/<kind>/ (files outside are given as paths ending in .yaml)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or ".." in name:
         raise ConfigError(
             f"invalid {kind} config name {name!r} (letters, digits, '-', '_', '.'; or give a .yaml path)"

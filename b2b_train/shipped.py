@@ -1,7 +1,7 @@
 """The deblurrer b2b ships, and turning a user's ``--deblurrer`` choice into a network.
 
 The repository ships one small NAFNet (``nafnet-lite``, real time on a laptop CPU at 320×240)
-trained on b2b's default known-blur domain (``configs/known/kernels.yaml``); it is what ``run``,
+trained on b2b's default known-blur domain (``b2b_train/configs/known/kernels.yaml``); it is what ``run``,
 ``calibrate`` and ``evaluate`` use when the user names no deblurrer. Its file, stored as fp16 to stay
 small, lives in ``b2b_train/weights/`` beside a README with the command that reproduces it.
 

@@ -11,7 +11,7 @@
   inodes matched against ``/proc/net/{tcp,tcp6,udp,udp6}`` (psutil is not installed). The detector is
   first shown to see a real listening socket, so the test can fail.
 * Paths from configs and profiles stay inside their roots: preset names cannot leave
-  ``configs/<kind>/``; every path a profile hands out is under ``<home>/profiles/<name>`` or
+  ``b2b_train/configs/<kind>/``; every path a profile hands out is under ``<home>/profiles/<name>`` or
   ``<home>/engines/<name>``.
 
 Covered elsewhere: payload pickles passed to every weight argument (``test_faults_input.py``),

@@ -47,7 +47,7 @@ def _sigterm_as_interrupt():
 @click.option("--loop", is_flag=True, help="Loop a file source (soak tests).")
 @click.option("--virtual-cam", is_flag=True, help="Also send the deblurred frames to a virtual webcam (needs pyvirtualcam).")
 @click.option("--hand-model", type=click.Path(dir_okay=False), default=None, help="hand_landmarker.task to use.")
-@click.option("--config", "config", default="default", show_default=True, help="Stream preset (configs/stream) or YAML file.")
+@click.option("--config", "config", default="default", show_default=True, help="Stream preset (b2b_train/configs/stream) or YAML file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a stream setting, e.g. --set slot_size=2.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
 def run(camera, profile_name, lite, home, show, track, out, landmarks, report, frames, backend, precision, device,

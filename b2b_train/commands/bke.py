@@ -30,7 +30,7 @@ def bke():
 @click.option("--blurry", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of blurry images.")
 @click.option("--sharp", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of sharp images (same names).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it holds a checkpoint).")
-@click.option("--config", default="paper", show_default=True, help="Preset (configs/bke/: paper, gpu-small, cpu-tiny) or YAML file.")
+@click.option("--config", default="paper", show_default=True, help="Preset (b2b_train/configs/bke/: paper, gpu-small, cpu-tiny) or YAML file.")
 @click.option("--iters", type=int, default=None, help="Iterations (overrides the config; restart periods scale with it).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @overrides_argument

@@ -20,8 +20,8 @@ from ..cliutil import overrides_argument
     help="Sharp images: a folder (images and/or clips), an image or a video clip. Repeatable.",
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it holds a checkpoint).")
-@click.option("--config", "config", default="default", show_default=True, help="Preset name (configs/deblurrer/) or a YAML file.")
-@click.option("--known", default=None, help="Known-blur preset (configs/known/) or YAML file; default: the config's (kernels).")
+@click.option("--config", "config", default="default", show_default=True, help="Preset name (b2b_train/configs/deblurrer/) or a YAML file.")
+@click.option("--known", default=None, help="Known-blur preset (b2b_train/configs/known/) or YAML file; default: the config's (kernels).")
 @click.option("--val", "val", multiple=True, type=click.Path(), help="Held-apart validation images (folder or files). Default: some of --sharp.")
 @click.option("--iters", type=int, default=None, help="Training iterations (overrides the config).")
 @click.option("--stop-at", type=int, default=None, help="Stop after this step (resume later with the same command).")

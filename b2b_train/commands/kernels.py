@@ -15,7 +15,7 @@ _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def kernels():
     """Known-blur kernels (paper §3.3): preview them, blur a folder of sharp images, export a bank.
 
-    The known blur is a preset of configs/known/ (default: kernels = camera-shake bank, mixing
+    The known blur is a preset of b2b_train/configs/known/ (default: kernels = camera-shake bank, mixing
     whole-frame shake with local blur), a YAML file, or bke:CKPT for blur transferred by a trained
     blur-kernel extractor.
 

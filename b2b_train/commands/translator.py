@@ -15,7 +15,7 @@ from ..cliutil import overrides_argument
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run folder: checkpoints, log, samples, translator.safetensors. Rerun to resume.")
 @click.option("--known", default=None, metavar="kernels|PRESET|bke:PATH",
-              help="Known-blur domain: a configs/known preset (default: kernels) or bke:PATH to a trained BKE.")
+              help="Known-blur domain: a b2b_train/configs/known preset (default: kernels) or bke:PATH to a trained BKE.")
 @click.option("--config", "config", default="paper", show_default=True, metavar="NAME|FILE",
               help="Translator preset (paper, reference-code, cpu-quick) or a YAML file.")
 @click.option("--iters", type=click.IntRange(1), default=None, help="Training iterations (overrides schedule.iters).")
