@@ -130,7 +130,7 @@ class DeblurrerConfig:
     net: str = "nafnet-lite"
     net_kwargs: dict = field(default_factory=dict)
     init: str | None = None  # start from these weights (ours or an official .pth): fine-tuning
-    known: str = "kernels"  # known-blur preset (configs/known/) or YAML file
+    known: str = "kernels"  # known-blur preset (b2b_train/configs/known/) or YAML file
     data: DeblurDataConfig = field(default_factory=DeblurDataConfig)
     optim: DeblurOptimConfig = field(default_factory=DeblurOptimConfig)
     loss: Literal["psnr", "l1", "charbonnier"] = "psnr"

@@ -3,9 +3,9 @@
 Quality (paper protocol PSNR/SSIM, 8-bit RGB, no border crop) on images never used in training,
 blurred in linear light (gamma 2.2, as the known-blur domain does) and quantised to 8 bits:
 
-* (a) the kernel bank: ``configs/known/kernels-uniform.yaml`` (whole-frame camera shake, one
+* (a) the kernel bank: ``b2b_train/configs/known/kernels-uniform.yaml`` (whole-frame camera shake, one
   random kernel per image, with the domain's sensor noise) and the default mixed domain
-  ``configs/known/kernels.yaml`` (uniform + spatially varying + local blur);
+  ``b2b_train/configs/known/kernels.yaml`` (uniform + spatially varying + local blur);
 * (b) kernels the network never saw: KAIR's motion kernels 8-11 (25 px) and ``k_large_1/2``
   (67/70 px), noise-free.
 

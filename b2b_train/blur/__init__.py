@@ -1,7 +1,7 @@
 """Known-blur synthesis (paper §3.3): camera-shake kernel bank, measured kernels, BKE transfer.
 
     from b2b_train.blur import make_known_blur
-    known = make_known_blur("kernels", device="cuda")      # preset configs/known/kernels.yaml
+    known = make_known_blur("kernels", device="cuda")      # preset b2b_train/configs/known/kernels.yaml
     blurry = known(sharp, generator=torch.Generator().manual_seed(0))   # (N,3,H,W) in [0,1]
 """
 

@@ -14,7 +14,7 @@ Each image of a batch draws its own blur *mode*:
   sharp (a fixed webcam: moving hands in front of a still background).
 
 The mix of modes, kernel sources (random camera-shake bank and/or measured kernel files), CRF,
-noise and quantisation come from :class:`KnownBlurConfig` (presets in ``configs/known/``).
+noise and quantisation come from :class:`KnownBlurConfig` (presets in ``b2b_train/configs/known/``).
 
 Convolution convention: true convolution ``y = x * k`` with the kernel origin at its centre pixel,
 so a delta image becomes the kernel itself (not flipped); see :mod:`.kernels`.
@@ -181,7 +181,7 @@ class BKESourceConfig:
 
 @dataclass
 class KnownBlurConfig:
-    """The known-blur domain C' used to make the K set (presets: ``configs/known/*.yaml``)."""
+    """The known-blur domain C' used to make the K set (presets: ``b2b_train/configs/known/*.yaml``)."""
 
     KIND = "known"
 
