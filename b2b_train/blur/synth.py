@@ -4,17 +4,19 @@ Pipeline, all batched tensor ops (CPU or CUDA, no loops over pixels)::
 
     sharp [0,1] --inverse CRF--> linear light --convolve (direct or FFT, reflect-padded)-->
         blend per pixel (smooth kernel field, regions left sharp) --CRF--> + noise (shot + read)
-        --> quantise to 8-bit levels --> blurry [0,1]
+        --> JPEG --> quantise to 8-bit levels --> blurry [0,1]
 
 Each image of a batch draws its own blur *mode*:
 
 * ``uniform``: one kernel over the whole frame (handheld camera shake);
 * ``varying``: a smooth low-frequency field blending ``n_kernels`` kernels (rotation, depth);
 * ``local``: like ``varying`` but only inside smooth blobs; the rest of the frame is left exactly
-  sharp (a fixed webcam: moving hands in front of a still background).
+  sharp (a fixed webcam: moving hands in front of a still background);
+* ``sharp``: not blurred at all, only the camera's noise and compression (a deblurrer must give a
+  sharp frame back as it is).
 
 The mix of modes, kernel sources (random camera-shake bank and/or measured kernel files), CRF,
-noise and quantisation come from :class:`KnownBlurConfig` (presets in ``b2b_train/configs/known/``).
+noise, JPEG compression (:mod:`.jpeg`) and quantisation come from :class:`KnownBlurConfig` (presets in ``b2b_train/configs/known/``).
 
 Convolution convention: true convolution ``y = x * k`` with the kernel origin at its centre pixel,
 so a delta image becomes the kernel itself (not flipped); see :mod:`.kernels`.
@@ -34,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
+from .jpeg import jpeg_compress
 from .kernels import (
     TrajectoryParams,
     crop_kernels_to_support,
@@ -46,6 +49,7 @@ __all__ = [
     "KernelConfig",
     "SpatialConfig",
     "NoiseConfig",
+    "CompressionConfig",
     "BKESourceConfig",
     "KnownBlurConfig",
     "KnownBlur",
@@ -122,11 +126,13 @@ class SpatialConfig:
     softness of the blend between kernels (small = nearly piecewise); ``sharp_fraction``: range of
     the fraction of the frame left exactly sharp in ``local`` mode; ``edge``: width of the soft
     transition between sharp and blurred regions, as a fraction of the field's spread.
+    ``p_sharp``: share of frames left wholly unblurred (they still get noise and compression).
     """
 
     p_uniform: float = 1.0
     p_varying: float = 0.0
     p_local: float = 0.0
+    p_sharp: float = 0.0
     n_kernels: int = 2
     grid: int = 3
     temperature: float = 0.3
@@ -134,9 +140,9 @@ class SpatialConfig:
     edge: float = 0.3
 
     def __post_init__(self):
-        ps = (self.p_uniform, self.p_varying, self.p_local)
+        ps = (self.p_uniform, self.p_varying, self.p_local, self.p_sharp)
         if min(ps) < 0 or abs(sum(ps) - 1) > 1e-6:
-            raise ValueError(f"spatial.p_uniform + p_varying + p_local must be 1 (got {sum(ps):g})")
+            raise ValueError(f"spatial.p_uniform + p_varying + p_local + p_sharp must be 1 (got {sum(ps):g})")
         if self.n_kernels < 1 or self.grid < 1 or self.temperature <= 0 or self.edge <= 0:
             raise ValueError("spatial.n_kernels and grid must be >= 1; temperature and edge > 0")
         lo, hi = self.sharp_fraction
@@ -171,6 +177,20 @@ class NoiseConfig:
 
 
 @dataclass
+class CompressionConfig:
+    """JPEG compression after the noise (a webcam's MJPEG): probability ``p`` per image and a
+    ``quality`` range (1-100, drawn uniformly per image)."""
+
+    p: float = 0.0
+    quality: tuple[float, float] = (50.0, 95.0)
+
+    def __post_init__(self):
+        lo, hi = self.quality
+        if not 0 <= self.p <= 1 or not 1 <= lo <= hi <= 100:
+            raise ValueError("compression.p must be in [0, 1] and 1 <= quality lo <= hi <= 100")
+
+
+@dataclass
 class BKESourceConfig:
     """Blur transferred by a trained blur-kernel extractor from a paired blurry/sharp dataset."""
 
@@ -191,6 +211,7 @@ class KnownBlurConfig:
     crf: str = "gamma"  # gamma | srgb | linear | path to a response curve (.npy/.txt/.csv)
     gamma: float = 2.2
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
     quantize: bool = True
     padding: Literal["reflect", "replicate"] = "reflect"
     fft_min_size: int = 31  # FFT when (kernels per image) * size^2 >= this^2, else direct
@@ -441,7 +462,7 @@ def quantize(y: torch.Tensor, levels: int = 255) -> torch.Tensor:
 # ----------------------------------------------------------------------------------- known blur
 
 
-_MODES = ("uniform", "varying", "local")
+_MODES = ("uniform", "varying", "local", "sharp")
 # static-shape rasterisation: samples for a path up to this many times the largest extent (the
 # largest ratio seen in 20000 default trajectories was 6.7)
 _MAX_PATH_RATIO = 8.0
@@ -507,17 +528,20 @@ class KnownBlur:
         return k
 
     def sample_modes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(n,)`` long: 0 uniform, 1 varying, 2 local, drawn with the configured probabilities."""
+        """``(n,)`` long: 0 uniform, 1 varying, 2 local, 3 sharp, drawn with the configured probabilities."""
         sc = self.cfg.spatial
         gdev = generator.device if generator is not None else torch.device("cpu")
         u = torch.rand(n, generator=generator, device=gdev)
-        return (u >= sc.p_uniform).long() + (u >= sc.p_uniform + sc.p_varying).long()
+        modes = (u >= sc.p_uniform).long() + (u >= sc.p_uniform + sc.p_varying).long()
+        if sc.p_sharp > 0:  # the draw of the three blur modes is unchanged when p_sharp is 0
+            modes = modes + (u >= 1 - sc.p_sharp).long()
+        return modes
 
     def weights(self, modes: torch.Tensor, m: int, h: int, w: int, generator=None, device=None):
         """Per-pixel kernel weights ``(n, m, 1, h, w)`` (sum 1) and the sharp weight ``(n, 1, 1, h, w)``.
 
         Uniform images use kernel 0 everywhere; ``local`` images keep a smooth region exactly sharp
-        (sharp weight 1), with a soft edge to the blurred part.
+        (sharp weight 1), with a soft edge to the blurred part; ``sharp`` images are sharp everywhere.
         """
         sc = self.cfg.spatial
         n = modes.shape[0]
@@ -535,7 +559,8 @@ class KnownBlur:
         frac = torch.rand(n, generator=generator, device=gdev).to(device)
         any_local = sc.p_local > 0 if self.static_shapes else bool((modes == 2).any())
         if not any_local:
-            return wk.unsqueeze(2), torch.zeros(n, 1, 1, h, w, device=device)
+            sharp = (modes == 3).float().view(n, 1, 1, 1, 1).expand(n, 1, 1, h, w)
+            return wk.unsqueeze(2), sharp.contiguous()
         lo, hi = sc.sharp_fraction
         frac = lo + (hi - lo) * frac
         z = smooth_field(n, 1, h, w, max(1, sc.grid), generator, device)
@@ -543,7 +568,7 @@ class KnownBlur:
         thresh = _row_quantiles(small, frac).view(n, 1, 1, 1)
         spread = small.std(dim=1).view(n, 1, 1, 1).clamp_min(1e-6) * sc.edge
         sharp = ((thresh - z) / spread + 0.5).clamp(0, 1)
-        sharp = torch.where((modes == 2).view(n, 1, 1, 1), sharp, torch.zeros_like(sharp))
+        sharp = torch.where((modes == 2).view(n, 1, 1, 1), sharp, (modes == 3).to(sharp).view(n, 1, 1, 1).expand_as(sharp))
         return wk.unsqueeze(2), sharp.unsqueeze(2)
 
     # -- the whole pipeline -----------------------------------------------------------------------
@@ -563,13 +588,13 @@ class KnownBlur:
         if self.static_shapes:
             m = sc.n_kernels if sc.p_varying + sc.p_local > 0 else 1
             k = self.sample_kernels(n * m, generator).view(n, m, self.canvas, self.canvas).to(device)
-            local = sc.p_local > 0
+            local = sc.p_local + sc.p_sharp > 0
         else:  # the smallest shapes this batch needs (reads the draws on the host)
-            m = sc.n_kernels if bool((modes > 0).any()) else 1
+            m = sc.n_kernels if bool(((modes == 1) | (modes == 2)).any()) else 1
             k = self.sample_kernels(n * m, generator).view(n, m, self.canvas, self.canvas)
             kc = crop_kernels_to_support(k.flatten(0, 1))
             k = kc.view(n, m, kc.shape[-2], kc.shape[-1]).to(device)
-            local = bool((modes == 2).any())
+            local = bool((modes >= 2).any())
         wk, ws = self.weights(modes, m, h, w, generator, device)
         lin = self.crf.to_linear(x)
         blurred = convolve(lin, k, cfg.padding, "auto", cfg.fft_min_size)  # (n, m, 3, h, w)
@@ -605,6 +630,11 @@ class KnownBlur:
             eps = torch.randn(y.shape, generator=generator, device=gdev, dtype=y.dtype).to(device)
             y = y + var.sqrt() * eps
         y = y.clamp(0, 1)
+        cc = cfg.compression
+        if cc.p > 0:
+            on = torch.rand(n, generator=generator, device=gdev) < cc.p
+            qual = cc.quality[0] + (cc.quality[1] - cc.quality[0]) * torch.rand(n, generator=generator, device=gdev)
+            y = torch.where(on.to(device).view(n, 1, 1, 1), jpeg_compress(y, qual.to(device)), y)
         if cfg.quantize:
             y = quantize(y)
         y = y.to(dtype)
@@ -632,6 +662,8 @@ class KnownBlur:
         if self.measured is not None and kc.p_files > 0:
             src += f", {kc.p_files:.0%} measured ({len(self.measured)} from {len(kc.files)} file(s))"
         mix = f"uniform {sc.p_uniform:.0%} / varying {sc.p_varying:.0%} / local {sc.p_local:.0%}"
+        if sc.p_sharp:
+            mix += f" / sharp {sc.p_sharp:.0%}"
         if sc.p_varying + sc.p_local > 0:
             mix += f" ({sc.n_kernels} kernels, grid {sc.grid}"
             mix += f", sharp {sc.sharp_fraction[0]:.0%}-{sc.sharp_fraction[1]:.0%} of local frames)" if sc.p_local else ")"
@@ -640,6 +672,9 @@ class KnownBlur:
         )
         if nc.match:
             noise = "the input's own noise kept, " + noise
+        if c.compression.p > 0:
+            q = c.compression.quality
+            noise += f"; JPEG quality {q[0]:g}-{q[1]:g} (p {c.compression.p:g})"
         return (
             f"known blur: {src}; {mix}; CRF {self.crf!r}; {noise}; "
             f"{'8-bit' if c.quantize else 'float'} output; {c.padding} borders"
