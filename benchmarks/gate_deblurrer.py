@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.deblurrer import HELD_APART  # noqa: E402
+from benchmarks._deblur_battery import HELD_APART  # noqa: E402
 from b2b_train.blur import make_known_blur  # noqa: E402
 from b2b_train.data.io import read_image, to_tensor  # noqa: E402
 from b2b_train.metrics import psnr  # noqa: E402
