@@ -15,6 +15,7 @@ COMMANDS = {
     "kernels": "b2b_train.commands.kernels:kernels",
     "weights": "b2b_train.commands.weights:weights",
     "config": "b2b_train.commands.config:config",
+    "probe": "b2b_train.commands.probe:probe",
 }
 
 LAZY_SUMMARIES["b2b-train"] = {
@@ -26,6 +27,7 @@ LAZY_SUMMARIES["b2b-train"] = {
     "kernels": "Make, preview or export known-blur kernels and blurred images.",
     "weights": "List, inspect, convert or fetch network weights.",
     "config": "Show presets and the resolved config with overrides.",
+    "probe": "Can a discriminator tell the camera's blur from the known blur? Chooses K.",
 }
 
 

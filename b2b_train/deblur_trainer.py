@@ -249,6 +249,12 @@ def _read_items(items: list[tuple[str, Path]], frame_step: int, max_frames: int)
     return SharpSet(images, names)
 
 
+def read_media(paths, frame_step: int = 10, max_frames_per_clip: int = 30) -> list[np.ndarray]:
+    """uint8 RGB frames of images, image folders and clips (every ``frame_step``-th frame of a clip)."""
+    items = _media_items([str(p) for p in paths], [])
+    return list(_read_items(items, frame_step, max_frames_per_clip).images)
+
+
 def _rescale(images: SharpSet, scales: list[float]) -> SharpSet:
     import cv2
 

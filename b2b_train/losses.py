@@ -27,6 +27,7 @@ from torch import nn
 
 __all__ = [
     "GAN_MODES",
+    "r1_penalty",
     "Logits",
     "d_adversarial_loss",
     "g_adversarial_loss",
@@ -116,6 +117,21 @@ def critic_score(logits: Logits) -> torch.Tensor:
     """
     per_scale = [t.float().reshape(t.shape[0], -1).mean(dim=1) for t in _as_list(logits)]
     return torch.stack(per_scale).mean(dim=0)
+
+
+def r1_penalty(critic: Callable[[torch.Tensor], Logits], real: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
+    """Zero-centred R1 penalty ``E[||grad_x D(x)||^2]`` on real samples (Mescheder et al. 2018).
+
+    Unlike the 1-centred WGAN-GP term it never asks D to be steep: it only flattens D around the
+    real data, the form shown to converge. ``critic(x)`` is reduced per sample as
+    :func:`critic_score`; float32 with autocast off, as :func:`gradient_penalty`. Scalar.
+    """
+    x = real.detach().float().requires_grad_(True)
+    device_type = x.device.type if x.device.type in ("cuda", "cpu") else "cpu"
+    with torch.autocast(device_type=device_type, enabled=False):
+        score = critic_score(critic(x))
+        (grad,) = torch.autograd.grad(score.sum(), x, create_graph=create_graph)
+    return grad.reshape(grad.shape[0], -1).pow(2).sum(dim=1).mean()
 
 
 def interpolate(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,82 @@
+"""``b2b-train probe``: can a discriminator tell this camera's blur from the known blur? Which K?"""
+
+from __future__ import annotations
+
+import click
+
+
+def _candidates(known: str, extents: str, local: bool):
+    from ..blur import make_known_blur
+
+    out = {}
+    for item in extents.split(","):
+        lo, _, hi = item.strip().partition("-")
+        try:
+            lo_f, hi_f = float(lo), float(hi or lo)
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not an extent range like 3-11", param_hint="--extents") from None
+        spatial = [] if local else ["spatial.p_uniform=1", "spatial.p_varying=0", "spatial.p_local=0", "spatial.p_sharp=0"]
+        out[f"{lo_f:g}-{hi_f:g} px" + (" (mix)" if local else "")] = make_known_blur(
+            known, overrides=[f"kernels.extent=[{lo_f},{hi_f}]", *spatial])
+    return out
+
+
+@click.command(name="probe")
+@click.option("--blurry", "blurry", required=True, multiple=True, type=click.Path(exists=True),
+              help="The camera's blurry frames: folders, images or clips. Repeatable.")
+@click.option("--sharp", "sharp", required=True, multiple=True, type=click.Path(exists=True),
+              help="The same camera's sharp frames. Repeatable.")
+@click.option("--known", default="kernels", show_default=True, help="Known-blur preset the candidates vary.")
+@click.option("--extents", default="3-7,3-11,3-15,3-21", show_default=True,
+              help="Candidate kernel extent ranges (px), comma-separated.")
+@click.option("--mix/--whole-frame", "mix", default=False, show_default=True,
+              help="Candidates with the preset's uniform/varying/local mix, or whole-frame blur only.")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(10), help="Discriminator steps per probe.")
+@click.option("--crop", default=96, show_default=True, type=click.IntRange(24), help="Crop side (px).")
+@click.option("--frame-step", default=10, show_default=True, type=click.IntRange(1), help="Every n-th frame of a clip.")
+@click.option("--report", default=None, type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("--threads", default=0, type=click.IntRange(0), help="torch CPU threads (0: torch's default).")
+def probe(blurry, sharp, known, extents, mix, steps, crop, frame_step, report, threads):
+    """Train a discriminator alone (translator = identity) and report how well it tells apart the
+    camera's blurry frames B, its sharp frames S and each candidate known blur K.
+
+    AUC 0.5 means indistinguishable, 1.0 always told apart. The chosen K is the candidate at least
+    as blurry as B that the discriminator confuses most with B: the translator then has a
+    difference to learn and the deblurrer nothing to invent.
+
+    \b
+    Example:
+      b2b-train probe --blurry clips/fast --sharp clips/slow --report probe.json
+    """
+    import json
+
+    import torch
+
+    from ..cliutil import console
+    from ..deblur_trainer import read_media
+    from ..probe import ProbeConfig, choose_known
+
+    if threads:
+        torch.set_num_threads(threads)
+    con = console()
+    b = read_media(blurry, frame_step)
+    s = read_media(sharp, frame_step)
+    con.print(f"probe: {len(b)} blurry and {len(s)} sharp frames; {steps} discriminator steps per pair")
+    rep = choose_known(b, s, _candidates(known, extents, mix), ProbeConfig(steps=steps, crop=crop),
+                       log=lambda m: con.print(m))
+    from rich.table import Table
+
+    t = Table(title=f"B vs S: AUC {rep['auc_b_vs_s']:.2f}; B's blur degree / S's: {rep['target']:.2f}")
+    for col in ("known blur", "K vs B AUC", "K vs S AUC", "degree K/S", ""):
+        t.add_column(col, justify="left" if not col or col == "known blur" else "right")
+    for name, c in rep["candidates"].items():
+        t.add_row(name, f"{c['auc']:.2f}", f"{c['auc_sharp']:.2f}", f"{c['degree_ratio']:.2f}",
+                  "chosen" if name == rep["chosen"] else "")
+    con.print(t)
+    if rep["note"]:
+        con.print(f"[yellow]{rep['note']}[/yellow]")
+    if report:
+        from ..checkpoint import atomic_write
+
+        atomic_write(report, json.dumps(rep, indent=1, default=str).encode())
+        con.print(f"report: {report}")
