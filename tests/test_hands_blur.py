@@ -209,3 +209,15 @@ def test_paired_error_compares_on_hands_both_found():
     assert ea == pytest.approx(1 / diag, rel=1e-4) and eb == pytest.approx(2 / diag, rel=1e-4)
     assert b.summary()["error_mean"] > eb  # the plain mean includes the hard hands
     assert paired_error(a, ClipScore()) == ([None, None], 0)
+
+
+def test_benchmark_tracks_every_frame_through_the_stream(one_torch_thread, few_frames, hand_model):
+    """The benchmark's tracking goes through b2b_stream.open (the `b2b-stream run` pipeline) and loses no frame."""
+    from b2b_stream.pipeline import make_engine
+    from benchmarks.hands_blur import track
+
+    hands, images = track(few_frames[:4], make_engine(None, "none"), hand_model, keep_images=True)
+    assert len(hands) == len(images) == 4
+    assert np.array_equal(images[2], few_frames[2])  # the identity engine passes frames through, in order
+    assert all(isinstance(h, list) for h in hands)
+    assert any(len(h["landmarks"]) == 21 for frame in hands for h in frame)
