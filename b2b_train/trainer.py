@@ -623,6 +623,8 @@ class TranslatorTrainer:
         self.val_held_out = len(b_train) < len(self.split.b)
         self.B, self.S = b_train, self.split.s
         self.val_crops = _center_crops(self.val, d.val_size)
+        # K crops for D's validation AUC: the centres of as many S frames, blurred once with a fixed draw
+        self.val_known = None
         self.batch = max(1, d.batch // self.dist.world)
         if d.batch % self.dist.world:
             self.say(f"data.batch {d.batch} is not a multiple of {self.dist.world} processes; each uses {self.batch}", "yellow")
@@ -865,7 +867,8 @@ class TranslatorTrainer:
     # ----------------------------------------------------------------------------- validation
     def _plots(self) -> None:
         plot_losses(self.out / "log.csv", self.out / "losses.png", title=f"translator training ({self.out.name})")
-        plot_losses(self.out / "val.csv", self.out / "val.png", title=f"validation: blur degree ({self.out.name})")
+        plot_losses(self.out / "val.csv", self.out / "val.png",
+                    title=f"validation: blur degree, D's AUC K vs B / K vs G(B) ({self.out.name})")
 
     def deblurrer(self):
         if self._deblurrer is None and self.cfg.train.deblur_samples:
@@ -910,7 +913,25 @@ class TranslatorTrainer:
         out = {"val_lapvar_in": lv_in, "val_lapvar_out": lv_out}
         if dy is not None:
             out["val_lapvar_deblurred"] = float(laplacian_variance(dy).mean())
+        out.update(self._d_separation(x, y))
         return out
+
+    def _d_separation(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """AUC of D's score for K over held-apart B (``val_d_auc``: does D see the camera's blur at
+        all? 0.5 = no) and over G(B) (``val_d_auc_translated``: 0.5 = G fools D)."""
+        from .losses import critic_score
+        from .probe import auc
+
+        if self.val_known is None:
+            s = _center_crops(_hold_out(self.S, len(self.val))[1], x.shape[-1]).to(self.device)
+            g = torch.Generator(device=self.device).manual_seed(int(self.cfg.train.seed) + 17)
+            self.val_known = self.known(s, g).float().clamp(0, 1)
+        k = self.val_known
+        try:
+            sk, sb, sy = (critic_score(self.D(t)) for t in (k, x, y))
+        except (RuntimeError, ValueError):  # crops too small for this D: no AUC rather than no validation
+            return {}
+        return {"val_d_auc": auc(sk, sb), "val_d_auc_translated": auc(sk, sy)}
 
     # ----------------------------------------------------------------------------- main loop
     def run(self) -> Path:

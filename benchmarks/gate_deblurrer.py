@@ -1,8 +1,10 @@
 """May a newly trained deblurrer replace the one it started from? Scored on held-apart photos.
 
-Both networks restore the same held-apart photos (``benchmarks/deblurrer.py``'s HELD_APART, never
-trained on), blurred once with a fixed seed by the default known blur and by whole-frame shake;
-the candidate passes when its mean PSNR beats the reference's by at least ``--margin`` dB on both.
+Both networks restore the same held-apart photos (``benchmarks/_deblur_battery.py``'s HELD_APART,
+never trained on), degraded once with a fixed seed by the shipped deblurrers' domain (``webcam``:
+blur, sharp frames, noise, JPEG), by the default known blur and by whole-frame shake; the candidate
+passes when its mean PSNR beats the reference's by at least ``--margin`` dB on ``webcam`` and loses
+no more than ``--tolerance`` dB on the other two.
 Prints one JSON line; exit status 0 = pass, 1 = fail, 2 = error. Runs on the CPU or a GPU.
 
     python benchmarks/gate_deblurrer.py --candidate gpu_back/lite/deblurrer.safetensors \
@@ -53,7 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--candidate", required=True)
     ap.add_argument("--reference", default=None, help="weights to beat (omit for a first run: the blurry input)")
     ap.add_argument("--images", default=str(ROOT.parent / "shared" / "data" / "images"))
-    ap.add_argument("--margin", type=float, default=0.02, help="dB the candidate must gain on both blurs")
+    ap.add_argument("--margin", type=float, default=0.02, help="dB the candidate must gain on the webcam domain")
+    ap.add_argument("--tolerance", type=float, default=0.1, help="dB it may lose on the other blurs")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     device = pick_device(args.device)
@@ -64,9 +67,10 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001 - one clear line, exit 2
         print(json.dumps({"error": str(e)}))
         return 2
-    out = {"candidate": str(args.candidate), "reference": str(args.reference), "margin_db": args.margin, "sets": {}}
+    out = {"candidate": str(args.candidate), "reference": str(args.reference), "margin_db": args.margin,
+           "tolerance_db": args.tolerance, "sets": {}}
     passed = True
-    for preset in ("kernels", "kernels-uniform"):
+    for preset in ("webcam", "kernels", "kernels-uniform"):
         blur = make_known_blur(preset, device)
         g = torch.Generator(device=device).manual_seed(SEED)
         pairs = [(blur(s, generator=g).clamp(0, 1), s) for s in sharp]
@@ -74,7 +78,7 @@ def main(argv=None) -> int:
         row["reference"] = score(ref, pairs) if ref is not None else row["input"]
         row["gain_db"] = row["candidate"] - row["reference"]
         out["sets"][preset] = {k: round(v, 3) for k, v in row.items()}
-        passed = passed and row["gain_db"] >= args.margin
+        passed = passed and row["gain_db"] >= (args.margin if preset == "webcam" else -args.tolerance)
     out["pass"] = passed
     print(json.dumps(out))
     return 0 if passed else 1

@@ -131,7 +131,10 @@ def test_run_folder_holds_weights_log_plot_and_samples(trained):
     run = path.parent
     assert path.name == "translator.safetensors" and path.is_file()
     assert (run / "log.csv").is_file() and (run / "losses.png").stat().st_size > 1000
-    assert (run / "val.png").is_file() and [r["step"] for r in CsvLogger(run / "val.csv").read()] == ["30"]
+    val = CsvLogger(run / "val.csv").read()
+    assert (run / "val.png").is_file() and [r["step"] for r in val] == ["30"]
+    # D's separation of K from held-apart B and from G(B) is logged at every validation
+    assert all(0.0 <= float(val[0][k]) <= 1.0 for k in ("val_d_auc", "val_d_auc_translated")), val[0]
     assert (run / "config.yaml").is_file()
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["step_00000030.png"]
     from b2b_train.checkpoint import read_meta
