@@ -95,6 +95,10 @@ class ModelConfig:
     multiscale_d: bool = True       # D judges all three translator scales (¼, ½, full)
     shared_d: bool = True           # one PatchGAN for every scale (released code) or one per scale
     d_pyramid: Literal["nearest", "area", "bilinear"] = "nearest"  # how K's smaller scales are made
+    # a local high-pass discriminator (nets/highpass_discriminator.py) judging the full-size output
+    # beside the main one: it sees the detail blur changes, where a PatchGAN mostly sees content
+    local_d: bool = False
+    local_d_kwargs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +110,9 @@ class LossConfig:
     lambda_rec: float = 0.8
     lambda_grad: float = 0.005
     gp_between: Literal["input", "known"] = "input"
+    # gp: Eq. 4's 1-centred penalty at interpolates (weight lambda_grad); r1: the zero-centred R1
+    # penalty on the real (known-blur) samples (Mescheder et al. 2018), same weight
+    penalty: Literal["gp", "r1"] = "gp"
     d_loss_scale: float = 1.0       # the released code halves D's adversarial loss (0.5)
     rec_scales: Literal["mean", "sum"] = "mean"  # Eq. 5's 1/M, or the released code's sum
     vgg_arch: Literal["vgg16", "vgg19"] = "vgg19"
@@ -314,6 +321,11 @@ def _build_generator(cfg: TranslatorConfig) -> nn.Module:
         raise ConfigError(f"model.generator_kwargs do not fit {cfg.model.generator}: {e}") from None
 
 
+def _logit_list(out) -> list[torch.Tensor]:
+    """A discriminator's output as a list of logit maps (one map, or one per scale / discriminator)."""
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
 def _build_discriminator(cfg: TranslatorConfig) -> nn.Module:
     from .nets import registry
     from .nets.discriminator import MultiScaleDiscriminator
@@ -323,11 +335,20 @@ def _build_discriminator(cfg: TranslatorConfig) -> nn.Module:
         if cfg.model.multiscale_d:
             if cfg.model.discriminator != "patchgan":
                 raise ConfigError("model.multiscale_d needs model.discriminator=patchgan")
-            return MultiScaleDiscriminator(num_scales=3, shared=cfg.model.shared_d,
+            main = MultiScaleDiscriminator(num_scales=3, shared=cfg.model.shared_d,
                                            pyramid_mode=cfg.model.d_pyramid, **kw)
-        return registry.build(cfg.model.discriminator, **kw)
+        else:
+            main = registry.build(cfg.model.discriminator, **kw)
     except TypeError as e:
         raise ConfigError(f"model.discriminator_kwargs do not fit {cfg.model.discriminator}: {e}") from None
+    if not cfg.model.local_d:
+        return main
+    from .nets.highpass_discriminator import HighPassDiscriminator, WithLocalDiscriminator
+
+    try:
+        return WithLocalDiscriminator(main, HighPassDiscriminator(**cfg.model.local_d_kwargs))
+    except TypeError as e:
+        raise ConfigError(f"model.local_d_kwargs do not fit the high-pass discriminator: {e}") from None
 
 
 def variance_preserving_init(net: nn.Module) -> nn.Module:
@@ -807,10 +828,13 @@ class TranslatorTrainer:
         # ---- D step (Eq. 7)
         self.D.requires_grad_(True)
         with self._autocast():
-            real_logits = self.D(yk) if cfg.model.multiscale_d else [self.D(yk)]
-            fake_logits = self.D([f.detach() for f in fake_d]) if cfg.model.multiscale_d else [self.D(fake_d[0].detach())]
+            real_logits = _logit_list(self.D(yk))
+            fake_logits = _logit_list(self.D([f.detach() for f in fake_d]) if cfg.model.multiscale_d
+                                      else self.D(fake_d[0].detach()))
             adv_d = L.d_adversarial_loss(real_logits, fake_logits, cfg.loss.gan_mode) * cfg.loss.d_loss_scale
-        if cfg.loss.lambda_grad > 0:
+        if cfg.loss.lambda_grad > 0 and cfg.loss.penalty == "r1":
+            gp = L.r1_penalty(self.D, yk, create_graph=True)
+        elif cfg.loss.lambda_grad > 0:
             anchor = yb if cfg.loss.gp_between == "input" else yk
             mix, _ = L.interpolate(anchor, fake[-1].detach(), generator=gen)
             gp = L.gradient_penalty(self.D, mix, create_graph=True)
@@ -829,7 +853,7 @@ class TranslatorTrainer:
         else:
             fake_g = fake
         with self._autocast():
-            logits_g = self.D(fake_g) if cfg.model.multiscale_d else [self.D(fake_g[-1])]
+            logits_g = _logit_list(self.D(fake_g) if cfg.model.multiscale_d else self.D(fake_g[-1]))
             adv_g = L.g_adversarial_loss(logits_g, cfg.loss.gan_mode)
             rec = L.multiscale_perceptual_loss(self.vgg, fake_g, ins, self.rec_weights, cfg.loss.rec_scales)
         loss_g = L.generator_total(adv_g, rec, cfg.loss.lambda_rec)

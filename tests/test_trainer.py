@@ -186,3 +186,23 @@ def test_load_translator_reads_a_released_style_pth(trained, tmp_path):
     ckpt = next((trained[0].parent / "checkpoints").glob("ckpt_*.safetensors"))
     with pytest.raises(CheckpointError, match="training checkpoint"):
         load_translator(ckpt)
+
+
+@pytest.mark.parametrize("extra", [
+    ["model.local_d=true", "model.local_d_kwargs={channels: [8, 8]}", "loss.penalty=r1"],
+    ["model.multiscale_d=false", "model.discriminator=highpass", "model.discriminator_kwargs={channels: [8, 8]}",
+     "loss.penalty=r1"],
+])
+def test_high_pass_discriminator_and_r1_train(frames, tmp_path, extra):
+    """The high-pass D beside the PatchGAN, or alone, with R1: finite losses, D's AUC logged."""
+    metrics: list[dict] = []
+    over = TINY + ["curriculum.enabled=false"] + [e for e in extra if not e.startswith("model.discriminator_kwargs")]
+    if any(e.startswith("model.discriminator_kwargs") for e in extra):
+        over = [o for o in over if not o.startswith("model.discriminator_kwargs")] + \
+               [e for e in extra if e.startswith("model.discriminator_kwargs")]
+    path = train_translator(*frames, tmp_path / "run", "cpu-quick", over, iters=4, progress=False,
+                            on_step=lambda s, m: metrics.append(m))
+    assert path.is_file() and len(metrics) == 4
+    assert all(math.isfinite(m["loss_d"]) and math.isfinite(m["gp"]) and m["gp"] >= 0 for m in metrics)
+    val = CsvLogger(tmp_path / "run" / "val.csv").read()
+    assert 0.0 <= float(val[-1]["val_d_auc"]) <= 1.0

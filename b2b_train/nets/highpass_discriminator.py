@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import ConfigError
 from .registry import NetSpec, register
 
-__all__ = ["HighPassDiscriminator", "high_pass"]
+__all__ = ["HighPassDiscriminator", "WithLocalDiscriminator", "high_pass"]
 
 
 def high_pass(x: torch.Tensor, box: int = 5) -> torch.Tensor:
@@ -58,6 +58,25 @@ class HighPassDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(high_pass(x, self.box) * self.gain)
+
+
+class WithLocalDiscriminator(nn.Module):
+    """A main discriminator plus a local high-pass one on the full-size input: one list of logit maps.
+
+    Takes what the main one takes (one image, or the translator's scales coarsest first) and
+    returns its logit maps followed by the local one's on the full-size image; the losses average
+    over the list, so each map counts alike.
+    """
+
+    def __init__(self, main: nn.Module, local: nn.Module):
+        super().__init__()
+        self.main, self.local = main, local
+
+    def forward(self, x):
+        out = self.main(x)
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        full = x[-1] if isinstance(x, (list, tuple)) else x
+        return out + [self.local(full)]
 
 
 register(NetSpec(
