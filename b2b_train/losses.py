@@ -19,6 +19,7 @@ Every term is a mean over batch and logit positions.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Literal, Mapping, Sequence
 
 import torch
@@ -28,6 +29,9 @@ from torch import nn
 __all__ = [
     "GAN_MODES",
     "r1_penalty",
+    "gaussian_blur",
+    "lowpass_l1",
+    "multiscale_lowpass_loss",
     "Logits",
     "d_adversarial_loss",
     "g_adversarial_loss",
@@ -235,6 +239,39 @@ def multiscale_perceptual_loss(
     if len(outputs) != len(inputs) or not outputs:
         raise ValueError(f"need matching non-empty scale lists, got {len(outputs)} outputs and {len(inputs)} inputs")
     per = [perceptual_loss(features, o, i, weights) for o, i in zip(outputs, inputs)]
+    total = torch.stack(per).sum()
+    return total / len(per) if reduction == "mean" else total
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(N, C, H, W)`` (radius 3 sigma, reflect-padded, capped by the image size)."""
+    r = max(1, min(int(math.ceil(3 * sigma)), x.shape[-1] - 1, x.shape[-2] - 1))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def lowpass_l1(output: torch.Tensor, target: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    """L1 between Gaussian-blurred (``sigma`` px) images: content and colour, not blur (DSGAN's colour loss).
+
+    A change confined to frequencies the Gaussian removes (what re-blurring does) costs nearly
+    nothing; a brightness or colour shift costs its full size. Scalar float32.
+    """
+    return (gaussian_blur(output.float(), sigma) - gaussian_blur(target.float(), sigma)).abs().mean()
+
+
+def multiscale_lowpass_loss(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor], sigma: float = 2.0,
+                            reduction: Literal["mean", "sum"] = "mean") -> torch.Tensor:
+    """:func:`lowpass_l1` at every translator scale, sigma halved with each halving of the image
+    (the same content at every scale); combined like :func:`multiscale_perceptual_loss`."""
+    outputs, inputs = list(outputs), list(inputs)
+    if len(outputs) != len(inputs) or not outputs:
+        raise ValueError(f"need matching non-empty scale lists, got {len(outputs)} outputs and {len(inputs)} inputs")
+    full = outputs[-1].shape[-1]
+    per = [lowpass_l1(o, i, max(0.5, sigma * o.shape[-1] / full)) for o, i in zip(outputs, inputs)]
     total = torch.stack(per).sum()
     return total / len(per) if reduction == "mean" else total
 

@@ -113,6 +113,10 @@ class LossConfig:
     # gp: Eq. 4's 1-centred penalty at interpolates (weight lambda_grad); r1: the zero-centred R1
     # penalty on the real (known-blur) samples (Mescheder et al. 2018), same weight
     penalty: Literal["gp", "r1"] = "gp"
+    # the content term L_rec: Eq. 5's VGG perceptual loss, a low-pass L1 (Gaussian, lowpass_sigma px at
+    # full size) that charges content and colour but leaves blur free, or their sum
+    content: Literal["vgg", "lowpass", "both"] = "vgg"
+    lowpass_sigma: float = 2.0
     d_loss_scale: float = 1.0       # the released code halves D's adversarial loss (0.5)
     rec_scales: Literal["mean", "sum"] = "mean"  # Eq. 5's 1/M, or the released code's sum
     vgg_arch: Literal["vgg16", "vgg19"] = "vgg19"
@@ -606,7 +610,10 @@ class TranslatorTrainer:
         self._check_d_fits()
         self.dist.broadcast_module(self.G)
         self.dist.broadcast_module(self.D)
-        self.vgg, self.notes["vgg_weights"] = _build_vgg(cfg.loss, self.device, self.say)
+        if cfg.loss.content == "lowpass":  # no VGG to build (nor its warning about random features)
+            self.vgg, self.notes["vgg_weights"] = None, "none (content loss: low-pass L1)"
+        else:
+            self.vgg, self.notes["vgg_weights"] = _build_vgg(cfg.loss, self.device, self.say)
         self.rec_weights = dict(zip(cfg.loss.vgg_layers, cfg.loss.vgg_layer_weights))
         o = cfg.optim
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=tuple(o.betas_g), weight_decay=o.weight_decay)
@@ -855,7 +862,7 @@ class TranslatorTrainer:
         with self._autocast():
             logits_g = _logit_list(self.D(fake_g) if cfg.model.multiscale_d else self.D(fake_g[-1]))
             adv_g = L.g_adversarial_loss(logits_g, cfg.loss.gan_mode)
-            rec = L.multiscale_perceptual_loss(self.vgg, fake_g, ins, self.rec_weights, cfg.loss.rec_scales)
+            rec = self._content_loss(fake_g, ins)
         loss_g = L.generator_total(adv_g, rec, cfg.loss.lambda_rec)
         self._guard("G loss", loss_g)
         norm_g = self._apply(loss_g, self.G, self.opt_g, self.scaler_g, "G")
@@ -939,6 +946,16 @@ class TranslatorTrainer:
             out["val_lapvar_deblurred"] = float(laplacian_variance(dy).mean())
         out.update(self._d_separation(x, y))
         return out
+
+    def _content_loss(self, outputs, inputs) -> torch.Tensor:
+        lc = self.cfg.loss
+        rec = None
+        if lc.content in ("vgg", "both"):
+            rec = L.multiscale_perceptual_loss(self.vgg, outputs, inputs, self.rec_weights, lc.rec_scales)
+        if lc.content in ("lowpass", "both"):
+            low = L.multiscale_lowpass_loss(outputs, inputs, lc.lowpass_sigma, lc.rec_scales)
+            rec = low if rec is None else rec + low
+        return rec
 
     def _d_separation(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """AUC of D's score for K over held-apart B (``val_d_auc``: does D see the camera's blur at

@@ -231,3 +231,23 @@ def test_gp_under_autocast_is_fp32_and_finite():
         gp = L.gradient_penalty(d, x)
     assert gp.dtype == torch.float32 and np.isfinite(gp.item())
     assert gp.item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_lowpass_l1_frees_high_frequencies_and_charges_brightness(kodak_images):
+    from b2b_train.data.io import read_image, to_tensor
+    from b2b_train.losses import gaussian_blur, lowpass_l1, multiscale_lowpass_loss
+
+    x = to_tensor(read_image(kodak_images[0])[:128, :128])[None]
+    # a change confined to high frequencies: an alternating +-1-level checkerboard
+    ii, jj = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    checker = ((ii + jj) % 2 * 2 - 1).float() / 255
+    hf = lowpass_l1(x + checker, x, sigma=2.0)
+    bright = lowpass_l1(x + 1 / 255, x, sigma=2.0)
+    assert hf < 1e-5 * 255 / 255 and bright == pytest.approx(1 / 255, rel=1e-3)
+    assert float(lowpass_l1(x, x)) == 0.0
+    # re-blurring costs far less than a brightness shift of the same mean absolute size
+    blurred = gaussian_blur(x, 1.0)
+    shift = (blurred - x).abs().mean()
+    assert lowpass_l1(blurred, x) < 0.25 * lowpass_l1(x + shift, x)
+    outs = [x[..., ::4, ::4], x[..., ::2, ::2], x + 2 / 255]
+    assert multiscale_lowpass_loss(outs, [x[..., ::4, ::4], x[..., ::2, ::2], x]) == pytest.approx(2 / 255 / 3, rel=1e-3)

@@ -206,3 +206,14 @@ def test_high_pass_discriminator_and_r1_train(frames, tmp_path, extra):
     assert all(math.isfinite(m["loss_d"]) and math.isfinite(m["gp"]) and m["gp"] >= 0 for m in metrics)
     val = CsvLogger(tmp_path / "run" / "val.csv").read()
     assert 0.0 <= float(val[-1]["val_d_auc"]) <= 1.0
+
+
+def test_lowpass_content_loss_trains_without_vgg(frames, tmp_path):
+    metrics: list[dict] = []
+    path = train_translator(*frames, tmp_path / "run", "cpu-quick", TINY + ["loss.content=lowpass"], iters=3,
+                            progress=False, on_step=lambda s, m: metrics.append(m))
+    from b2b_train.checkpoint import read_meta
+
+    assert path.is_file() and all(math.isfinite(m["rec"]) for m in metrics)
+    meta = read_meta(path)
+    assert "low-pass" in str(meta.get("provenance", meta).get("vgg_weights")), meta.keys()
