@@ -95,6 +95,7 @@ class ModelConfig:
     multiscale_d: bool = True       # D judges all three translator scales (¼, ½, full)
     shared_d: bool = True           # one PatchGAN for every scale (released code) or one per scale
     d_pyramid: Literal["nearest", "area", "bilinear"] = "nearest"  # how K's smaller scales are made
+    d_min_side: int = 48            # translator scales smaller than this (px) are not judged by D
     # a local high-pass discriminator (nets/highpass_discriminator.py) judging the full-size output
     # beside the main one: it sees the detail blur changes, where a PatchGAN mostly sees content
     local_d: bool = False
@@ -340,7 +341,7 @@ def _build_discriminator(cfg: TranslatorConfig) -> nn.Module:
             if cfg.model.discriminator != "patchgan":
                 raise ConfigError("model.multiscale_d needs model.discriminator=patchgan")
             main = MultiScaleDiscriminator(num_scales=3, shared=cfg.model.shared_d,
-                                           pyramid_mode=cfg.model.d_pyramid, **kw)
+                                           pyramid_mode=cfg.model.d_pyramid, min_side=cfg.model.d_min_side, **kw)
         else:
             main = registry.build(cfg.model.discriminator, **kw)
     except TypeError as e:
@@ -690,13 +691,14 @@ class TranslatorTrainer:
 
     def _check_d_fits(self) -> None:
         nl = int(self.cfg.model.discriminator_kwargs.get("n_layers", 3))
-        smallest = self.cfg.data.crop // (4 if self.cfg.model.multiscale_d else 1)
+        crop, m = self.cfg.data.crop, self.cfg.model
+        judged = [crop // f for f in ((4, 2, 1) if m.multiscale_d else (1,)) if crop // f >= m.d_min_side] or [crop]
+        smallest = min(judged)
         need = 3 * 2**nl
         if smallest < need:
             raise ConfigError(
-                f"data.crop {self.cfg.data.crop} is too small for a {nl}-layer PatchGAN"
-                f"{' on the ¼ scale' if self.cfg.model.multiscale_d else ''} (needs >= {need} px there); "
-                f"raise data.crop or lower model.discriminator_kwargs.n_layers"
+                f"data.crop {self.cfg.data.crop} is too small for a {nl}-layer PatchGAN: its smallest judged scale "
+                f"is {smallest} px (needs >= {need} px); raise data.crop or lower model.discriminator_kwargs.n_layers"
             )
 
     # ----------------------------------------------------------------------------- state

@@ -420,3 +420,14 @@ def test_lite_translator_is_fast_enough_to_matter():
             h.remove()
         counts[name] = macs
     assert counts["mimo-unet-lite"] * 8 < counts["mimo-unet"]
+
+
+def test_multiscale_d_leaves_out_scales_below_min_side():
+    from b2b_train.nets.discriminator import MultiScaleDiscriminator
+
+    d = MultiScaleDiscriminator(num_scales=3, min_side=48, ndf=8, n_layers=2)
+    x = torch.rand(2, 3, 96, 96)
+    outs = d(x)  # scales 24, 48, 96 px: the 24 px one is not judged
+    assert len(outs) == 2 and outs[-1].shape[-1] > outs[0].shape[-1]
+    assert len(MultiScaleDiscriminator(num_scales=3, ndf=8, n_layers=2)(x)) == 3
+    assert len(MultiScaleDiscriminator(num_scales=3, min_side=500, ndf=8, n_layers=2)(x)) == 1  # full scale kept

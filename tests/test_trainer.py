@@ -90,7 +90,7 @@ def test_curriculum_fraction_over_the_run():
 
 def test_too_small_crop_for_the_discriminator_is_a_clear_error(frames, tmp_path):
     with pytest.raises(ConfigError, match="too small"):
-        train_translator(*frames, tmp_path / "run", "cpu-quick", TINY + ["model.discriminator_kwargs={n_layers: 3}"],
+        train_translator(*frames, tmp_path / "run", "cpu-quick", TINY + ["model.discriminator_kwargs={n_layers: 5}"],
                          iters=1, progress=False)
 
 

@@ -99,6 +99,8 @@ class MultiScaleDiscriminator(nn.Module):
         pyramid_mode: how :meth:`forward` makes the smaller scales when given one image instead
             of a list: ``bilinear`` (what the released code does for the real known-blur images),
             ``area`` or ``nearest`` (same pixels as the translator's own input pyramid).
+        min_side: scales with a side below this many px are left out of the output (the full
+            scale is always kept).
         **kwargs: :class:`NLayerDiscriminator` arguments (``ndf``, ``n_layers``, ``norm``,
             ``spectral_norm``, ``input_nc``).
 
@@ -108,8 +110,12 @@ class MultiScaleDiscriminator(nn.Module):
     96 px when the ¼ scale is used); 256 px crops give 30, 14 and 6 px logit maps.
     """
 
-    def __init__(self, num_scales: int = 3, shared: bool = True, pyramid_mode: str = "bilinear", **kwargs):
+    def __init__(self, num_scales: int = 3, shared: bool = True, pyramid_mode: str = "bilinear", min_side: int = 0,
+                 **kwargs):
         super().__init__()
+        # scales whose images are smaller than this are not judged: at 96 px crops the 1/4 scale is
+        # 24 px and instance norm would run on 2x2 maps, a noisy signal that points nowhere
+        self.min_side = int(min_side)
         if num_scales < 1:
             raise ConfigError(f"discriminator num_scales must be >= 1, got {num_scales}")
         if pyramid_mode not in ("bilinear", "area", "nearest"):
@@ -141,7 +147,8 @@ class MultiScaleDiscriminator(nn.Module):
         xs = self.make_pyramid(x) if isinstance(x, torch.Tensor) else list(x)
         if len(xs) != self.num_scales:
             raise ValueError(f"expected {self.num_scales} scales, got {len(xs)}")
-        return [self.discriminator(k)(xi) for k, xi in enumerate(xs)]
+        keep = [k for k, xi in enumerate(xs) if min(xi.shape[-2:]) >= self.min_side] or [len(xs) - 1]
+        return [self.discriminator(k)(xs[k]) for k in keep]
 
 
 def remap_pix2pix(state: StateDict) -> StateDict:
