@@ -582,7 +582,8 @@ def _load_translator(profile) -> nn.Module:
     return load_translator(path)
 
 
-def _load_deblurrer(name_or_path: str = "default") -> nn.Module:
+def _load_deblurrer(name_or_path: str = "default", device: torch.device | None = None) -> nn.Module:
+    """The deblurrer named (``default``: the shipped one for ``device``: GPU-grade on CUDA when shipped)."""
     try:
         from b2b_train.shipped import resolve_deblurrer  # noqa: WPS433
     except ImportError as e:
@@ -592,6 +593,10 @@ def _load_deblurrer(name_or_path: str = "default") -> nn.Module:
 
             return load_from_file(p)[0]
         raise B2BError(f"cannot load deblurrer {name_or_path!r}: b2b_train.shipped is not available ({e})") from None
+    if str(name_or_path).strip().lower() in ("", "default") and device is not None:
+        from b2b_train.shipped import load_default_deblurrer  # noqa: WPS433
+
+        return load_default_deblurrer(device).cpu()
     return resolve_deblurrer(str(name_or_path))
 
 
@@ -615,11 +620,12 @@ def _load_lite(profile) -> nn.Module:
 
 
 def profile_networks(profile=None, lite: bool = False, translator: nn.Module | None = None,
-                     deblurrer: nn.Module | str | None = None) -> tuple[nn.Module | None, nn.Module]:
+                     deblurrer: nn.Module | str | None = None,
+                     device: torch.device | None = None) -> tuple[nn.Module | None, nn.Module]:
     """``(translator or None, deblurrer)`` an engine runs for a profile (object, or None).
 
     Normal: the profile's translator and the deblurrer (``deblurrer`` if given, else the profile's or
-    the shipped default). ``lite``: no translator, and the profile's distilled student
+    the shipped default for ``device``). ``lite``: no translator, and the profile's distilled student
     (``profiles/<name>/lite.safetensors``) as the deblurrer: one network at the deblurrer's speed.
     """
     if lite:
@@ -631,7 +637,7 @@ def profile_networks(profile=None, lite: bool = False, translator: nn.Module | N
     if translator is None and profile is not None:
         translator = _load_translator(profile)
     if deblurrer is None or isinstance(deblurrer, (str, os.PathLike)):
-        deblurrer = _load_deblurrer(deblurrer or getattr(profile, "deblurrer", None) or "default")
+        deblurrer = _load_deblurrer(deblurrer or getattr(profile, "deblurrer", None) or "default", device)
     return translator, deblurrer
 
 
@@ -981,7 +987,7 @@ def get_engine(
     size = parse_size(size) if size is not None else None
     prof = _open_profile(profile, home)
     notes: list[str] = []
-    translator, deblurrer = profile_networks(prof, lite, translator, deblurrer)
+    translator, deblurrer = profile_networks(prof, lite, translator, deblurrer, device=dev)
     if lite:
         notes.append("lite: the profile's distilled network alone (imitates translator + deblurrer)")
     elif translator is None:

@@ -1,8 +1,9 @@
 """The deblurrer b2b ships, and turning a user's ``--deblurrer`` choice into a network.
 
 The repository ships one small NAFNet (``nafnet-lite``, real time on a laptop CPU at 320×240)
-trained on b2b's default known-blur domain (``b2b_train/configs/known/kernels.yaml``); it is what ``run``,
-``calibrate`` and ``evaluate`` use when the user names no deblurrer. Its file, stored as fp16 to stay
+trained on the webcam known-blur domain (``b2b_train/configs/known/webcam.yaml``); it is what ``run``,
+``calibrate`` and ``evaluate`` use when the user names no deblurrer. On a CUDA device a GPU-grade
+file (``deblurrer-mid.safetensors``) takes its place when one is shipped. Its file, stored as fp16 to stay
 small, lives in ``b2b_train/weights/`` beside a README with the command that reproduces it.
 
 :func:`resolve_deblurrer` accepts, in this order:
@@ -32,6 +33,7 @@ from .errors import B2BError, CheckpointError
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "GPU_WEIGHTS",
     "default_deblurrer_path",
     "load_default_deblurrer",
     "resolve_deblurrer",
@@ -39,14 +41,27 @@ __all__ = [
 ]
 
 DEFAULT_WEIGHTS = "deblurrer-lite.safetensors"
+# the GPU-grade default (a larger NAFNet), used on CUDA when it is shipped; until a GPU run has
+# trained one that masters its domain (b2b_train/weights/README.md) only the lite file ships
+GPU_WEIGHTS = "deblurrer-mid.safetensors"
 
 
-def default_deblurrer_path() -> Path:
-    """Path of the shipped deblurrer's weights (``$B2B_DEFAULT_DEBLURRER`` overrides it)."""
+def weights_dir() -> Path:
+    return Path(__file__).resolve().parent / "weights"
+
+
+def default_deblurrer_path(device: torch.device | str | None = None) -> Path:
+    """Path of the shipped deblurrer's weights for ``device`` (``$B2B_DEFAULT_DEBLURRER`` overrides it).
+
+    On a CUDA device the GPU-grade file when it is shipped, else (and on any other device) the lite one.
+    """
     env = os.environ.get("B2B_DEFAULT_DEBLURRER")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent / "weights" / DEFAULT_WEIGHTS
+    gpu = weights_dir() / GPU_WEIGHTS
+    if device is not None and torch.device(device).type == "cuda" and gpu.is_file():
+        return gpu
+    return weights_dir() / DEFAULT_WEIGHTS
 
 
 def _to(net: nn.Module, device) -> nn.Module:
@@ -60,7 +75,7 @@ def load_default_deblurrer(device: torch.device | str | None = None) -> nn.Modul
     """The shipped deblurrer in eval mode (float32 parameters, on ``device`` if given)."""
     from .nets.registry import load_from_file
 
-    path = default_deblurrer_path()
+    path = default_deblurrer_path(device)
     if not path.is_file():
         raise CheckpointError(
             f"the shipped deblurrer is missing ({path}); reinstall b2b, or train one with "
