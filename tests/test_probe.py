@@ -97,7 +97,7 @@ def test_probe_command_reports_and_chooses(tmp_path, frames):
         cv2.imwrite(str(tmp_path / "b" / f"{i}.png"), cv2.cvtColor(cv2.blur(f, (7, 1)), cv2.COLOR_RGB2BGR))
     rep = tmp_path / "probe.json"
     res = CliRunner().invoke(cli, ["probe", "--blurry", str(tmp_path / "b"), "--sharp", str(tmp_path / "s"),
-                                   "--steps", "10", "--crop", "48", "--extents", "3-5,3-9", "--threads", "1",
+                                   "--steps", "10", "--crop", "48", "--batch", "4", "--channels", "8,8", "--extents", "3-5,3-9", "--threads", "1",
                                    "--report", str(rep)])
     assert res.exit_code == 0, res.output
     data = json.loads(rep.read_text())

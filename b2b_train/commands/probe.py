@@ -33,10 +33,13 @@ def _candidates(known: str, extents: str, local: bool):
               help="Candidates with the preset's uniform/varying/local mix, or whole-frame blur only.")
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(10), help="Discriminator steps per probe.")
 @click.option("--crop", default=96, show_default=True, type=click.IntRange(24), help="Crop side (px).")
+@click.option("--batch", default=16, show_default=True, type=click.IntRange(1), help="Crops of each set per step.")
+@click.option("--channels", default="32,64,64", show_default=True,
+              help="Widths of the high-pass discriminator's convolutions (smaller is faster on a CPU).")
 @click.option("--frame-step", default=10, show_default=True, type=click.IntRange(1), help="Every n-th frame of a clip.")
 @click.option("--report", default=None, type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option("--threads", default=0, type=click.IntRange(0), help="torch CPU threads (0: torch's default).")
-def probe(blurry, sharp, known, extents, mix, steps, crop, frame_step, report, threads):
+def probe(blurry, sharp, known, extents, mix, steps, crop, batch, channels, frame_step, report, threads):
     """Train a discriminator alone (translator = identity) and report how well it tells apart the
     camera's blurry frames B, its sharp frames S and each candidate known blur K.
 
@@ -62,7 +65,12 @@ def probe(blurry, sharp, known, extents, mix, steps, crop, frame_step, report, t
     b = read_media(blurry, frame_step)
     s = read_media(sharp, frame_step)
     con.print(f"probe: {len(b)} blurry and {len(s)} sharp frames; {steps} discriminator steps per pair")
-    rep = choose_known(b, s, _candidates(known, extents, mix), ProbeConfig(steps=steps, crop=crop),
+    try:
+        widths = [int(c) for c in channels.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{channels!r} is not a comma-separated list of widths", param_hint="--channels") from None
+    cfg = ProbeConfig(steps=steps, crop=crop, batch=batch, discriminator_kwargs={"channels": widths})
+    rep = choose_known(b, s, _candidates(known, extents, mix), cfg,
                        log=lambda m: con.print(m))
     from rich.table import Table
 
