@@ -29,6 +29,7 @@ from torch import nn
 __all__ = [
     "GAN_MODES",
     "r1_penalty",
+    "as_logit_list",
     "gaussian_blur",
     "lowpass_l1",
     "multiscale_lowpass_loss",
@@ -53,7 +54,8 @@ GAN_MODES: tuple[str, ...] = ("vanilla", "hinge", "lsgan")
 Logits = torch.Tensor | Sequence[torch.Tensor]
 
 
-def _as_list(x: Logits) -> list[torch.Tensor]:
+def as_logit_list(x: Logits) -> list[torch.Tensor]:
+    """A discriminator's output as a list of logit maps (one map, or one per scale / discriminator)."""
     return [x] if isinstance(x, torch.Tensor) else list(x)
 
 
@@ -91,7 +93,7 @@ def d_adversarial_loss(real_logits: Logits, fake_logits: Logits, mode: GanMode =
         scalar (float32): mean over scales of the per-scale loss.
     """
     _check_mode(mode)
-    r, f = _as_list(real_logits), _as_list(fake_logits)
+    r, f = as_logit_list(real_logits), as_logit_list(fake_logits)
     if len(r) != len(f):
         raise ValueError(f"real and fake logits have {len(r)} and {len(f)} scales")
     return torch.stack([_d_single(a, b, mode) for a, b in zip(r, f)]).mean()
@@ -106,7 +108,7 @@ def g_adversarial_loss(fake_logits: Logits, mode: GanMode = "vanilla") -> torch.
         scalar (float32).
     """
     _check_mode(mode)
-    return torch.stack([_g_single(f, mode) for f in _as_list(fake_logits)]).mean()
+    return torch.stack([_g_single(f, mode) for f in as_logit_list(fake_logits)]).mean()
 
 
 # ----------------------------------------------------------------------------- gradient penalty
@@ -119,7 +121,7 @@ def critic_score(logits: Logits) -> torch.Tensor:
     Returns:
         (N,) float32.
     """
-    per_scale = [t.float().reshape(t.shape[0], -1).mean(dim=1) for t in _as_list(logits)]
+    per_scale = [t.float().reshape(t.shape[0], -1).mean(dim=1) for t in as_logit_list(logits)]
     return torch.stack(per_scale).mean(dim=0)
 
 

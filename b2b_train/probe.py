@@ -16,7 +16,7 @@ at least as blurry as B (blur degree of K relative to S no higher than B's, as
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -24,11 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .deblur_trainer import CropSampler, SharpSet
 from .errors import DataError
 
-__all__ = ["ProbeConfig", "auc", "CropSampler", "separation", "choose_known"]
-
-Sampler = Callable[[torch.Generator], torch.Tensor]
+__all__ = ["ProbeConfig", "auc", "ProbeCrops", "separation", "choose_known"]
 
 
 @dataclass
@@ -57,36 +56,26 @@ def auc(pos: torch.Tensor, neg: torch.Tensor) -> float:
     return float((greater + 0.5 * ties) / (p.numel() * n.numel()))
 
 
-class CropSampler:
-    """Random ``crop`` px crops (with flips) of uint8 HxWx3 frames, optionally re-blurred.
-
-    ``known``: a callable ``(batch, generator) -> batch`` applied to the crops (a
-    :class:`~b2b_train.blur.KnownBlur`), making K from S.
+class ProbeCrops(CropSampler):
+    """Random ``crop`` px crops (with flips, no rotation: blur may have a direction) of uint8 HxWx3
+    frames, drawn from their own seeded generator, optionally re-blurred with ``known`` (a
+    :class:`~b2b_train.blur.KnownBlur`, drawing from the same generator): K made from S.
     """
 
-    def __init__(self, frames: Sequence[np.ndarray], crop: int, known=None):
-        small = [f.shape[:2] for f in frames if min(f.shape[:2]) < crop]
+    rotate = False
+
+    def __init__(self, frames: Sequence[np.ndarray], crop: int, known=None, seed: int = 0):
         if not frames:
             raise DataError("the probe needs frames of both sets")
+        small = [f.shape[:2] for f in frames if min(f.shape[:2]) < crop]
         if small:
             raise DataError(f"{len(small)} frame(s) are smaller than the probe's {crop} px crop (e.g. {small[0]})")
-        self.frames = [torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1) for f in frames]
-        self.crop, self.known = int(crop), known
+        super().__init__(SharpSet([np.ascontiguousarray(f) for f in frames], [""] * len(frames)), crop, seed)
+        self.known = known
 
-    def __call__(self, g: torch.Generator, n: int) -> torch.Tensor:
-        c = self.crop
-        out = []
-        for i in torch.randint(len(self.frames), (n,), generator=g).tolist():
-            f = self.frames[i]
-            h, w = f.shape[1:]
-            t = int(torch.randint(h - c + 1, (1,), generator=g))
-            left = int(torch.randint(w - c + 1, (1,), generator=g))
-            x = f[:, t : t + c, left : left + c].float() / 255
-            if bool(torch.rand(1, generator=g) < 0.5):
-                x = x.flip(-1)
-            out.append(x)
-        x = torch.stack(out)
-        return self.known(x, g) if self.known is not None else x
+    def __call__(self, n: int) -> torch.Tensor:
+        x = self.batch(n)
+        return self.known(x, self.generator) if self.known is not None else x
 
 
 def _build_d(cfg: ProbeConfig) -> torch.nn.Module:
@@ -99,7 +88,7 @@ def _score(d, x: torch.Tensor) -> torch.Tensor:
     return d(x).float().reshape(x.shape[0], -1).mean(1)
 
 
-def separation(first: CropSampler, second: CropSampler, cfg: ProbeConfig | None = None,
+def separation(first: ProbeCrops, second: ProbeCrops, cfg: ProbeConfig | None = None,
                progress: Callable[[int, float], None] | None = None) -> dict:
     """Train D to score ``first`` crops high and ``second`` crops low; AUC on fresh crops.
 
@@ -112,10 +101,12 @@ def separation(first: CropSampler, second: CropSampler, cfg: ProbeConfig | None 
     torch.manual_seed(cfg.seed)
     d = _build_d(cfg)
     opt = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-    g = torch.Generator().manual_seed(cfg.seed)
+    # each probe draws the same crops whatever ran before it; evaluation reseeds to crops never trained on
+    first.generator.manual_seed(cfg.seed)
+    second.generator.manual_seed(cfg.seed + 1)
     tail_loss, tail_a, tail_b = [], [], []
     for step in range(cfg.steps):
-        a, b = first(g, cfg.batch), second(g, cfg.batch)
+        a, b = first(cfg.batch), second(cfg.batch)
         la, lb = d(a), d(b)
         loss = F.softplus(-la).mean() + F.softplus(lb).mean()
         if cfg.r1 > 0:
@@ -130,10 +121,11 @@ def separation(first: CropSampler, second: CropSampler, cfg: ProbeConfig | None 
         if progress is not None:
             progress(step + 1, float(loss.detach()))
     d.eval()
-    ge = torch.Generator().manual_seed(cfg.seed + 7919)  # fresh crops, never trained on
+    first.generator.manual_seed(cfg.seed + 7919)
+    second.generator.manual_seed(cfg.seed + 7920)
     with torch.no_grad():
-        sa = torch.cat([_score(d, first(ge, cfg.batch)) for _ in range(cfg.eval_batches)])
-        sb = torch.cat([_score(d, second(ge, cfg.batch)) for _ in range(cfg.eval_batches)])
+        sa = torch.cat([_score(d, first(cfg.batch)) for _ in range(cfg.eval_batches)])
+        sb = torch.cat([_score(d, second(cfg.batch)) for _ in range(cfg.eval_batches)])
     return {
         "auc": auc(sa, sb),
         "train_auc": auc(torch.cat(tail_a), torch.cat(tail_b)) if tail_a else float("nan"),
@@ -159,27 +151,21 @@ def choose_known(
     ``degree_ratio <= target * (1 + tolerance)`` (at least as blurry as B); when none is, the blurriest.
     Also ``auc_b_vs_s``: how visible the camera's own blur is.
     """
-    from .blur.match import MAX_FRAMES, evenly, frame_degree
+    from .blur.match import MAX_FRAMES, evenly, frame_degree, known_degree
 
     cfg = cfg or ProbeConfig()
     say = log or (lambda _s: None)
-    b_s = CropSampler(blurry, cfg.crop)
-    s_s = CropSampler(sharp, cfg.crop)
+    b_s = ProbeCrops(blurry, cfg.crop)
+    s_s = ProbeCrops(sharp, cfg.crop)
     sub = lambda fr: [fr[i] for i in evenly(len(fr), MAX_FRAMES)]  # noqa: E731
     ds = float(np.median([frame_degree(x) for x in sub(sharp)]))
     target = float(np.median([frame_degree(x) for x in sub(blurry)])) / max(ds, 1e-9)
-    report = {"target": target, "candidates": {}, "probe": {k: v for k, v in vars(cfg).items()}}
+    report = {"target": target, "candidates": {}, "probe": dataclasses.asdict(cfg)}
     report["auc_b_vs_s"] = separation(s_s, b_s, cfg)["auc"]
     say(f"probe: D tells the camera's blurry frames from its sharp ones with AUC {report['auc_b_vs_s']:.2f}")
     for name, known in candidates.items():
-        k_s = CropSampler(sharp, cfg.crop, known=known)
-        g = torch.Generator().manual_seed(cfg.seed)
-        dk = []
-        for x in sub(sharp):
-            t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255
-            y = known(t, g)[0]
-            dk.append(frame_degree((y.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)))
-        ratio = float(np.median(dk)) / max(ds, 1e-9)
+        k_s = ProbeCrops(sharp, cfg.crop, known=known)
+        ratio = known_degree(known, sub(sharp), cfg.seed) / max(ds, 1e-9)
         vs_b = separation(k_s, b_s, cfg)
         vs_s = separation(s_s, k_s, cfg)
         report["candidates"][name] = {"auc": vs_b["auc"], "loss": vs_b["loss"], "auc_sharp": vs_s["auc"],
@@ -199,5 +185,5 @@ def choose_known(
         note = (note + "; " if note else "") + (
             f"the blurry and sharp clips are hard to tell apart (AUC {report['auc_b_vs_s']:.2f}): "
             "record blurrier clips (faster motion) or sharper ones (slower motion, more light)")
-    report.update(chosen=chosen, note=note, separable=not math.isnan(cands[chosen]["auc"]))
+    report.update(chosen=chosen, note=note)
     return report

@@ -326,11 +326,6 @@ def _build_generator(cfg: TranslatorConfig) -> nn.Module:
         raise ConfigError(f"model.generator_kwargs do not fit {cfg.model.generator}: {e}") from None
 
 
-def _logit_list(out) -> list[torch.Tensor]:
-    """A discriminator's output as a list of logit maps (one map, or one per scale / discriminator)."""
-    return list(out) if isinstance(out, (list, tuple)) else [out]
-
-
 def _build_discriminator(cfg: TranslatorConfig) -> nn.Module:
     from .nets import registry
     from .nets.discriminator import MultiScaleDiscriminator
@@ -837,8 +832,8 @@ class TranslatorTrainer:
         # ---- D step (Eq. 7)
         self.D.requires_grad_(True)
         with self._autocast():
-            real_logits = _logit_list(self.D(yk))
-            fake_logits = _logit_list(self.D([f.detach() for f in fake_d]) if cfg.model.multiscale_d
+            real_logits = L.as_logit_list(self.D(yk))
+            fake_logits = L.as_logit_list(self.D([f.detach() for f in fake_d]) if cfg.model.multiscale_d
                                       else self.D(fake_d[0].detach()))
             adv_d = L.d_adversarial_loss(real_logits, fake_logits, cfg.loss.gan_mode) * cfg.loss.d_loss_scale
         if cfg.loss.lambda_grad > 0 and cfg.loss.penalty == "r1":
@@ -862,7 +857,7 @@ class TranslatorTrainer:
         else:
             fake_g = fake
         with self._autocast():
-            logits_g = _logit_list(self.D(fake_g) if cfg.model.multiscale_d else self.D(fake_g[-1]))
+            logits_g = L.as_logit_list(self.D(fake_g) if cfg.model.multiscale_d else self.D(fake_g[-1]))
             adv_g = L.g_adversarial_loss(logits_g, cfg.loss.gan_mode)
             rec = self._content_loss(fake_g, ins)
         loss_g = L.generator_total(adv_g, rec, cfg.loss.lambda_rec)

@@ -18,6 +18,7 @@ Used by ``benchmarks/deblurrer.py`` (the shipped files) and ``benchmarks/domain_
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 from dataclasses import dataclass
@@ -75,8 +76,14 @@ def _no_blur(extra):
     return make_known_blur("kernels-uniform", overrides=["spatial.p_uniform=0", "spatial.p_sharp=1", *extra])
 
 
+@functools.lru_cache(maxsize=1)
+def _crf():
+    """The known domains' camera response (gamma 2.2), read from the preset once."""
+    return make_known_blur("kernels-uniform").crf
+
+
 def _with_kernel(k: torch.Tensor):
-    crf = make_known_blur("kernels-uniform").crf
+    crf = _crf()
 
     def blur(x: torch.Tensor, g=None) -> torch.Tensor:
         y = convolve(crf.to_linear(x), k[None].to(x), "reflect", "auto")
@@ -90,7 +97,7 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def _dark(x: torch.Tensor) -> torch.Tensor:
-    crf = make_known_blur("kernels-uniform").crf
+    crf = _crf()
     return torch.round(crf.from_linear(crf.to_linear(x) * 0.25) * 255) / 255
 
 
@@ -135,6 +142,7 @@ def rows(own_known: str | None, frame_w: int) -> list[Row]:
 def score_row(net, row: Row, images, w: int, h: int, seed: int = SEED) -> dict:
     """Mean PSNR/SSIM of input and output against the clean image, over images (x kernels)."""
     g = torch.Generator().manual_seed(seed)
+    device = next(net.parameters()).device
     fns = row.degrade if isinstance(row.degrade, list) else [row.degrade]
     pin, pout, sin, sout = [], [], [], []
     for _, img in images:
@@ -143,7 +151,7 @@ def score_row(net, row: Row, images, w: int, h: int, seed: int = SEED) -> dict:
             clean = row.prepare(clean)
         for fn in fns:
             y = fn(clean, g)
-            o = net(y).float().clamp(0, 1)
+            o = net(y.to(device)).float().clamp(0, 1).cpu()
             o = torch.round(o * 255) / 255
             pin.append(psnr(y, clean))
             pout.append(psnr(o, clean))

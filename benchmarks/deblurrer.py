@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     meta = read_meta(wpath)
     known = own_domain(meta)
     t0 = time.time()
-    results = run_battery(net.cpu() if device.type == "cpu" else net, known)
+    results = run_battery(net, known)
     quality_s = time.time() - t0
     flick = flicker(net, device)
     spd = speed(net, device)

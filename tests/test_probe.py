@@ -10,7 +10,7 @@ from b2b_train.blur import make_known_blur
 from b2b_train.data.io import read_image
 from b2b_train.losses import r1_penalty
 from b2b_train.nets.highpass_discriminator import HighPassDiscriminator, high_pass
-from b2b_train.probe import CropSampler, ProbeConfig, auc, choose_known, separation
+from b2b_train.probe import ProbeConfig, ProbeCrops, auc, choose_known, separation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,15 +52,15 @@ def test_high_pass_ignores_flat_and_smooth_content():
 
 
 def test_high_pass_d_separates_blurred_from_sharp_in_a_few_steps(frames):
-    sharp = CropSampler(frames, 64)
-    blurred = CropSampler(frames, 64, known=_shake(5, 9))
+    sharp = ProbeCrops(frames, 64)
+    blurred = ProbeCrops(frames, 64, known=_shake(5, 9))
     r = separation(sharp, blurred, FAST)
     assert r["auc"] > 0.9, r
     assert r["loss"] < 2 * np.log(2)  # it learned something
 
 
 def test_same_set_is_not_separable(frames):
-    r = separation(CropSampler(frames[:4], 64), CropSampler(frames[:4], 64), FAST)
+    r = separation(ProbeCrops(frames[:4], 64), ProbeCrops(frames[:4], 64), FAST)
     assert 0.25 < r["auc"] < 0.75, r
 
 

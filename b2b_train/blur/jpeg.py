@@ -73,8 +73,7 @@ def jpeg_compress(x: torch.Tensor, quality) -> torch.Tensor:
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"jpeg_compress expects (N, 3, H, W), got {tuple(x.shape)}")
     n, _, h, w = x.shape
-    q = torch.as_tensor(quality, device=x.device, dtype=torch.float32).expand(n) if not torch.is_tensor(quality) or \
-        quality.dim() == 0 else quality.to(x.device, torch.float32)
+    q = torch.as_tensor(quality, device=x.device, dtype=torch.float32).expand(n)  # a number or one per image
     dtype = x.dtype
     v = x.float() * 255
     # pad to whole 16x16 macroblocks (4:2:0 chroma blocks cover 16 px), as an encoder replicates edges

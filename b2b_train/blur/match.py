@@ -39,7 +39,7 @@ import torch
 
 from .synth import KnownBlur, KnownBlurConfig
 
-__all__ = ["frame_degree", "match_extent", "evenly", "DEFAULT_CANDIDATES", "MAX_FRAMES"]
+__all__ = ["frame_degree", "known_degree", "match_extent", "evenly", "DEFAULT_CANDIDATES", "MAX_FRAMES"]
 
 DEFAULT_CANDIDATES = (3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0, 17.0, 19.0, 21.0)
 MAX_FRAMES = 24  # frames of B and of S compared (evenly spaced)
@@ -55,6 +55,17 @@ def frame_degree(img: np.ndarray) -> float:
     if h >= 8 and w >= 8:
         img = cv2.resize(np.ascontiguousarray(img), (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     return blur_degree(img)
+
+
+def known_degree(known, frames: Sequence[np.ndarray], seed: int = 0) -> float:
+    """Median :func:`frame_degree` of uint8 ``frames`` re-blurred one by one with ``known`` (seeded)."""
+    g = torch.Generator().manual_seed(int(seed))
+    out = []
+    for x in frames:
+        t = torch.from_numpy(np.array(x, dtype=np.uint8)).permute(2, 0, 1)[None].float().div_(255.0)
+        y = known(t, generator=g)[0]
+        out.append(frame_degree((y.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)))
+    return float(np.median(out))
 
 
 def evenly(count: int, n: int) -> list[int]:
@@ -104,13 +115,7 @@ def match_extent(
     for e in cands:
         kc = dataclasses.replace(cfg.kernels, extent=(min(lo, e), e), size=0, bank=0)
         kb = KnownBlur(dataclasses.replace(cfg, kernels=kc, spatial=spatial))
-        g = torch.Generator().manual_seed(int(seed))
-        dk = []
-        for x in s:
-            t = torch.from_numpy(np.array(x, dtype=np.uint8)).permute(2, 0, 1)[None].float().div_(255.0)
-            y = kb(t, generator=g)[0]
-            dk.append(frame_degree((y.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)))
-        ratios[e] = float(np.median(dk)) / max(ds, 1e-9)
+        ratios[e] = known_degree(kb, s, seed) / max(ds, 1e-9)
     best = min(cands, key=lambda e: abs(math.log(max(ratios[e], 1e-9)) - math.log(max(target, 1e-9))))
     note = ""
     if target >= ratios[cands[0]]:
