@@ -50,11 +50,10 @@ from .config import load_config, to_dict
 from .errors import ConfigError, DataError
 from .metrics import psnr, ssim
 from .trainutil import (
-    CheckpointManager,
     adamw_cosine,
     autocast_dtype,
     cosine_factor,
-    pick_device,
+    open_run,
     plot_losses,
     resume_or_start,
     run_supervised_steps,
@@ -77,8 +76,6 @@ __all__ = [
 ]
 
 WEIGHTS_NAME = "deblurrer.safetensors"
-# Config keys that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"iters", "val_every", "ckpt_every", "log_every", "keep_checkpoints", "device", "threads"}
 
 
 # ----------------------------------------------------------------------------- config
@@ -451,17 +448,6 @@ def evaluate_pairs(net: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]
 
 # ----------------------------------------------------------------------------- training
 
-def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict) and k != "net_kwargs":
-            keys += _config_diff(va, vb, prefix + k + ".")
-        elif va != vb:
-            keys.append(prefix + k)
-    return keys
-
-
 def _build_net(cfg: DeblurrerConfig) -> nn.Module:
     from .checkpoint import load_any_weights
     from .nets import registry
@@ -494,24 +480,10 @@ def train_deblurrer(
     from .data.io import to_tensor
     from .nets import registry
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _s: None)
-    device = pick_device(cfg.device)
-    if cfg.threads > 0 and device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
-
     cfg_dict = to_dict(cfg)
-    ckpts = CheckpointManager(out / "checkpoints", keep=cfg.keep_checkpoints)
-    latest = ckpts.latest(warn=say)
-    if latest is not None:
-        old = latest[1].get("config") or {}
-        diff = [k for k in _config_diff(old, cfg_dict) if k.split(".")[-1] not in _RESUMABLE_CHANGES]
-        if diff:
-            raise ConfigError(
-                f"{out} holds a run with a different config ({', '.join(diff[:4])} differ); "
-                "use another --out folder, or the same settings to resume"
-            )
+    out, device, ckpts, latest = open_run(out_dir, cfg_dict, cfg.keep_checkpoints, cfg.device, cfg.threads,
+                                          warn=say)
 
     set_seed(cfg.seed)
     train_set, val_set, data_info = load_sharp_sets(cfg.data)

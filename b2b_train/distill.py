@@ -47,7 +47,9 @@ from .data.bank import ImageBank
 from .deblur_trainer import CropSampler
 from .errors import B2BError, CheckpointError, ConfigError, DataError
 from .trainutil import (
+    RESUMABLE_CHANGES,
     CheckpointManager,
+    config_diff,
     adamw_cosine,
     autocast_dtype,
     pick_device,
@@ -62,8 +64,6 @@ __all__ = ["DistillConfig", "PairSampler", "distill", "load_blurry_frames", "tea
 
 WEIGHTS_NAME = "student.safetensors"
 TEACHER_NAME = "teacher.safetensors"
-# Settings that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"iters", "val_every", "ckpt_every", "log_every", "keep_checkpoints", "device", "threads"}
 
 
 @dataclass
@@ -340,7 +340,7 @@ def _psnr_vs(net, inputs: list[torch.Tensor], targets: list[torch.Tensor]) -> fl
 
 
 def _config_diff(a: dict, b: dict) -> list[str]:
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in _RESUMABLE_CHANGES)
+    return [k for k in config_diff(a, b, opaque=tuple(set(a) | set(b))) if k not in RESUMABLE_CHANGES]
 
 
 # ----------------------------------------------------------------------------- training

@@ -28,6 +28,7 @@ Outputs in ``out_dir``: ``translator.safetensors`` (+ ``.json``: config and prov
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as _dt
 import json
@@ -100,6 +101,9 @@ class ModelConfig:
     # beside the main one: it sees the detail blur changes, where a PatchGAN mostly sees content
     local_d: bool = False
     local_d_kwargs: dict = field(default_factory=dict)
+    # a translator file G starts from instead of its fresh initialisation (e.g. b2b's translator
+    # prior, b2b_train/prior.py); it must hold the same generator as model.generator
+    init: str | None = None
 
 
 @dataclass
@@ -118,6 +122,10 @@ class LossConfig:
     # full size) that charges content and colour but leaves blur free, or their sum
     content: Literal["vgg", "lowpass", "both"] = "vgg"
     lowpass_sigma: float = 2.0
+    # what the content term compares G(y) with: the blurry input y (the paper), or the output of G as it
+    # was at the start (model.init), so fine-tuning a prior keeps the prior's translation and the
+    # adversarial term only corrects it
+    content_anchor: Literal["input", "init"] = "input"
     d_loss_scale: float = 1.0       # the released code halves D's adversarial loss (0.5)
     rec_scales: Literal["mean", "sum"] = "mean"  # Eq. 5's 1/M, or the released code's sum
     vgg_arch: Literal["vgg16", "vgg19"] = "vgg19"
@@ -214,6 +222,9 @@ class TrainConfig:
     rollback_lr_factor: float = 0.5
     deblur_samples: bool = True     # add the shipped deblurrer's output to the sample grids
     threads: int = 0                # torch.set_num_threads on the CPU (0 = leave torch's default)
+    # steps at the start where only D trains (G stays as initialised): G gets no adversarial
+    # gradient from a D that cannot yet tell B from K, which otherwise lets the content term alone move it
+    d_warmup: int = 0
     # batched: K made on the device with static shapes from a device generator, B/S crops prepared
     # in a background thread on CUDA; per-crop: the reference path (K sized to each batch's draws,
     # drawn from a host generator)
@@ -321,9 +332,30 @@ def _build_generator(cfg: TranslatorConfig) -> nn.Module:
         raise ConfigError(f"model.generator {cfg.model.generator!r} is a {s.family}, not a translator "
                           f"(translators: {', '.join(registry.names('translator'))})")
     try:
-        return registry.build(cfg.model.generator, **cfg.model.generator_kwargs)
+        net = registry.build(cfg.model.generator, **cfg.model.generator_kwargs)
     except TypeError as e:
         raise ConfigError(f"model.generator_kwargs do not fit {cfg.model.generator}: {e}") from None
+    if cfg.model.init:
+        _load_init(net, cfg.model.init, cfg.model.generator)
+    return net
+
+
+def _load_init(net: nn.Module, path: str | os.PathLike, generator: str) -> None:
+    """Load ``model.init`` (one of our translator files) into the freshly built ``net``."""
+    from .checkpoint import load_any_weights, read_meta
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"model.init: translator file not found: {path}")
+    if path.suffix != ".safetensors":
+        raise ConfigError(f"model.init: {path} is not a b2b translator file (.safetensors)")
+    meta = read_meta(path)
+    if "__state__" in meta:
+        raise ConfigError(f"model.init: {path} is a training checkpoint; give the run's {WEIGHTS_NAME} instead")
+    if meta.get("net") != generator:
+        raise ConfigError(f"model.init: {path} holds a {meta.get('net') or 'network of unknown kind'}, but "
+                          f"model.generator is {generator!r}; set model.generator={meta.get('net')}")
+    load_any_weights(net, path, what=f"model.init ({path.name})")
 
 
 def _build_discriminator(cfg: TranslatorConfig) -> nn.Module:
@@ -602,6 +634,10 @@ class TranslatorTrainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
         self.G = _build_generator(cfg).to(self.device)
+        # loss.content_anchor=init: a frozen copy of G as it starts (before any resume loads into G)
+        self.G0 = (copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.loss.content_anchor == "init" else None)
+        if cfg.model.init:
+            self.notes["init"] = str(cfg.model.init)
         self.D = _build_discriminator(cfg).to(self.device)
         self._check_d_fits()
         self.dist.broadcast_module(self.G)
@@ -822,7 +858,8 @@ class TranslatorTrainer:
 
         self.G.train()
         self.D.train()
-        with self._autocast():
+        warming = self.step < cfg.train.d_warmup  # D alone this step
+        with self._autocast(), torch.set_grad_enabled(not warming):
             fake = list(self.G(yb))
         if not cfg.model.multiscale_d:
             fake_d = [fake[-1]]
@@ -848,9 +885,17 @@ class TranslatorTrainer:
         self._guard("D loss", loss_d)
         norm_d = self._apply(loss_d, self.D, self.opt_d, self.scaler_d, "D")
 
+        if warming:
+            return {"loss_d": float(loss_d.detach()), "adv_d": float(adv_d.detach()), "gp": float(gp.detach()),
+                    "grad_d": norm_d, "lr": lr, "curriculum": frac}
+
         # ---- G step (Eq. 6), on the curriculum's blurriest share of the batch
         self.D.requires_grad_(False)
-        ins = pyramid(yb)
+        if self.G0 is not None:
+            with torch.no_grad(), self._autocast():
+                ins = [t.float() for t in self.G0(yb)]
+        else:
+            ins = pyramid(yb)
         if sel is not None:
             fake_g = [f[sel] for f in fake]
             ins = [i[sel] for i in ins]
@@ -1019,7 +1064,7 @@ class TranslatorTrainer:
                         continue
                     self.step += 1
                     last = m
-                    bar.advance(1, D=m["loss_d"], G=m["loss_g"], rec=m["rec"])
+                    bar.advance(1, D=m["loss_d"], **({"G": m["loss_g"], "rec": m["rec"]} if "loss_g" in m else {}))
                     if self.csv is not None and (self.step % cfg.train.log_every == 0 or self.step == total or self.step == 1):
                         el = time.perf_counter() - t0
                         self.csv.log(self.step, **m, sec_per_it=el / max(1, self.step - s0))
@@ -1061,7 +1106,7 @@ class TranslatorTrainer:
                 "n_blurry": len(self.B), "n_sharp": len(self.S), "n_val": len(self.val), "val_held_out": self.val_held_out,
                 "steps": self.step, "steps_this_run": self.step - start_step, "seconds_this_run": round(seconds, 1),
                 "known": self.notes.get("known"), "known_match": self.notes.get("known_match"),
-                "vgg_weights": self.notes.get("vgg_weights"),
+                "vgg_weights": self.notes.get("vgg_weights"), "init": self.notes.get("init"),
                 "rollbacks": self.notes.get("rollbacks", []), "lr_scale": self.lr_scale,
                 "world_size": self.dist.world, "replica_digests": [list(d) for d in digests],
                 "device": str(self.device), "amp": str(self.amp_dtype).split(".")[-1] if self.amp else "off",

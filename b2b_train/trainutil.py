@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import random
@@ -210,6 +211,46 @@ class CheckpointManager:
                     warn(f"skipping damaged checkpoint: {e}")
         return None
 
+
+# Settings that may change between a run and its resumption: they steer how long and where a run
+# goes, not what it learns.
+RESUMABLE_CHANGES = frozenset({"iters", "val_every", "ckpt_every", "log_every", "keep_checkpoints", "device",
+                               "threads"})
+
+
+def config_diff(a: Mapping, b: Mapping, prefix: str = "", opaque: tuple[str, ...] = ("net_kwargs",)) -> list[str]:
+    """Dotted keys whose values differ between two config dicts (compared as JSON, so a tuple equals
+    the list it was saved as); dicts are walked into except those named in ``opaque``."""
+    a, b = json.loads(json.dumps(a or {})), json.loads(json.dumps(b or {}))
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict) and k not in opaque:
+            keys += config_diff(va, vb, prefix + k + ".", opaque)
+        elif va != vb:
+            keys.append(prefix + k)
+    return keys
+
+
+def open_run(out_dir: str | os.PathLike, cfg_dict: dict, keep: int, device: str = "auto", threads: int = 0,
+             warn=None, what: str = "run") -> tuple[Path, torch.device, CheckpointManager, tuple[dict, dict] | None]:
+    """The start every resumable trainer shares: ``out_dir`` created, the device picked (and CPU
+    threads set), and the newest checkpoint read, refused with a :class:`ConfigError` when it was
+    written under settings that change what is learned.  Returns ``(out, device, ckpts, latest)``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = pick_device(device)
+    if threads > 0 and dev.type == "cpu":
+        torch.set_num_threads(threads)
+    ckpts = CheckpointManager(out / "checkpoints", keep=keep)
+    latest = ckpts.latest(warn=warn)
+    if latest is not None:
+        diff = [k for k in config_diff(latest[1].get("config") or {}, cfg_dict)
+                if k.split(".")[-1] not in RESUMABLE_CHANGES]
+        if diff:
+            raise ConfigError(f"{out} holds a {what} with a different config ({', '.join(diff[:4])} differ); "
+                              "use another --out folder, or the same settings to resume")
+    return out, dev, ckpts, latest
 
 # ----------------------------------------------------------------------------- schedules
 

@@ -25,7 +25,6 @@ compares validation PSNR on held-apart photos (same problem, faster: the two sho
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 import time

@@ -217,3 +217,48 @@ def test_lowpass_content_loss_trains_without_vgg(frames, tmp_path):
     assert path.is_file() and all(math.isfinite(m["rec"]) for m in metrics)
     meta = read_meta(path)
     assert "low-pass" in str(meta.get("provenance", meta).get("vgg_weights")), meta.keys()
+
+
+# ----------------------------------------------------------------------------- starting from a prior
+
+def test_init_loads_the_file_and_d_warmup_leaves_g_untouched(trained, frames, tmp_path):
+    """model.init starts G from a translator file; during train.d_warmup only D learns."""
+    from b2b_train.checkpoint import read_meta
+    from b2b_train.checkpoint import load_weights
+
+    init, _ = trained
+    over = TINY + ["model.generator_kwargs={base_channel: 8, num_res: 1, zero_init_output: false}",
+                   f"model.init={init}", "train.d_warmup=3", "curriculum.enabled=false"]
+    metrics: list[dict] = []
+    path = train_translator(*frames, tmp_path / "run", "cpu-quick", over, iters=3, progress=False,
+                            on_step=lambda s, m: metrics.append(m))
+    a, _ = load_weights(init)
+    b, _ = load_weights(path)
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert len(metrics) == 3 and all("loss_g" not in m and math.isfinite(m["loss_d"]) for m in metrics)
+    assert read_meta(path)["provenance"]["init"] == str(init)
+
+
+def test_content_anchor_init_charges_nothing_for_keeping_the_prior(trained, frames, tmp_path):
+    """With loss.content_anchor=init the content term compares G(y) with the initial G's output, so the
+    first step (G still equal to the prior) costs nothing; anchored on the input, it does."""
+    init, _ = trained
+    base = TINY + ["model.generator_kwargs={base_channel: 8, num_res: 1, zero_init_output: false}",
+                   f"model.init={init}", "curriculum.enabled=false", "loss.content=lowpass"]
+    rec = {}
+    for anchor in ("init", "input"):
+        metrics: list[dict] = []
+        train_translator(*frames, tmp_path / anchor, "cpu-quick", base + [f"loss.content_anchor={anchor}"], iters=2,
+                         progress=False, on_step=lambda s, m: metrics.append(m))
+        rec[anchor] = metrics[0]["rec"]
+    assert rec["init"] < 1e-6 < rec["input"], rec
+
+
+def test_init_with_another_generator_is_a_clear_error(trained, frames, tmp_path):
+    init, _ = trained
+    with pytest.raises(ConfigError, match="model.generator"):
+        train_translator(*frames, tmp_path / "run", "cpu-quick",
+                         TINY + ["model.generator=mimo-unet-lite", f"model.init={init}"], iters=1, progress=False)
+    with pytest.raises(ConfigError, match="not found"):
+        train_translator(*frames, tmp_path / "run2", "cpu-quick", TINY + [f"model.init={tmp_path / 'none.safetensors'}"],
+                         iters=1, progress=False)
