@@ -89,6 +89,9 @@ class PriorConfig:
     ckpt_every: int = 250
     keep_checkpoints: int = 2
     cameras: CameraRanges = field(default_factory=CameraRanges)
+    # what G(y) is scored against: ``still``, the camera's own motionless noise-free frame (its colours
+    # kept, so G learns blur and noise, not the camera's tone), or ``reference``, the source frame
+    target: str = "still"
 
     def __post_init__(self):
         if isinstance(self.cameras, dict):
@@ -99,6 +102,8 @@ class PriorConfig:
             raise ConfigError("cameras_per_clip, frame_step, iters and batch must be >= 1")
         if self.lambda_content < 0:
             raise ConfigError("lambda_content must be >= 0")
+        if self.target not in ("still", "reference"):
+            raise ConfigError(f"target must be still or reference, got {self.target!r}")
 
 
 def random_camera(rng: np.random.Generator, r: CameraRanges, side: int, seed: int):
@@ -155,7 +160,8 @@ def simulate_pairs(clips: Sequence[str | os.PathLike], cfg: PriorConfig, cache: 
             frames = flows = None
             for k, cam in enumerate(cams):
                 key = json.dumps({"clip": str(clip.resolve()), "size": clip.stat().st_size, "side": cfg.side,
-                                  "max_frames": cfg.max_frames, "step": cfg.frame_step, "cam": asdict(cam)}, sort_keys=True)
+                                  "max_frames": cfg.max_frames, "step": cfg.frame_step, "cam": asdict(cam),
+                                  "target": cfg.target}, sort_keys=True)
                 f = cache / f"{clip.stem}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
                 if f.is_file():
                     with np.load(f, allow_pickle=False) as z:
@@ -168,7 +174,7 @@ def simulate_pairs(clips: Sequence[str | os.PathLike], cfg: PriorConfig, cache: 
                         flows = clip_flows(frames)
                     sim = simulate_camera(frames, cam, flows=flows)
                     keep = slice(None, None, cfg.frame_step)
-                    b, s = sim.blurry[keep], sim.reference[keep]
+                    b, s = sim.blurry[keep], (sim.still if cfg.target == "still" else sim.reference)[keep]
                     tmp = f.with_suffix(".tmp.npz")
                     np.savez(tmp, blurry=b, sharp=s)
                     os.replace(tmp, f)

@@ -193,18 +193,24 @@ class DataConfig:
 class CurriculumConfig:
     """Blur-degree curriculum: G optimises on the blurriest ``start_fraction`` of each batch until
     ``grow_start`` (fraction of the run), then the share grows linearly to the whole batch at
-    ``grow_end`` (paper: 50 %, growing from iteration 200K of 1M; the end is ours)."""
+    ``grow_end`` (paper: 50 %, growing from iteration 200K of 1M; the end is ours). ``measure`` ranks
+    the batch: ``laplacian`` (the paper's Laplacian variance) or ``reblur`` (gradient energy over that
+    after one more blur; as good without noise and better with it: BENCHMARKS.md
+    ``curriculum-measure``; :mod:`b2b_train.data.curriculum`)."""
 
     enabled: bool = True
     start_fraction: float = 0.5
     grow_start: float = 0.2
     grow_end: float = 0.5
+    measure: Literal["laplacian", "reblur"] = "reblur"
 
     def __post_init__(self):
         if not 0.0 < self.start_fraction <= 1.0:
             raise ValueError("curriculum.start_fraction must be in (0, 1]")
         if not 0.0 <= self.grow_start <= self.grow_end <= 1.0:
             raise ValueError("curriculum needs 0 <= grow_start <= grow_end <= 1")
+        if self.measure not in ("laplacian", "reblur"):
+            raise ValueError(f"curriculum.measure must be laplacian or reblur, got {self.measure!r}")
 
 
 @dataclass
@@ -844,7 +850,7 @@ class TranslatorTrainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         gen = self._generator()
-        from .data import select_blurriest
+        from .data.curriculum import reblur_degree, select_blurriest
         from .nets.mimo_unet import pyramid
 
         batch = self.data.next()
@@ -854,7 +860,10 @@ class TranslatorTrainer:
             yk = self._known_blur_step(ys, gen)
         lr = self._set_lr()
         frac = curriculum_fraction_at(self.step, cfg.schedule.iters, cfg.curriculum)
-        sel = select_blurriest(yb, batch.blurry_degree, frac).sort().values.to(self.device) if frac < 1.0 else None
+        sel = None
+        if frac < 1.0:
+            degree = batch.blurry_degree if cfg.curriculum.measure == "laplacian" else reblur_degree(yb)
+            sel = select_blurriest(yb, degree, frac).sort().values.to(self.device)
 
         self.G.train()
         self.D.train()

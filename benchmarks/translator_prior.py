@@ -134,8 +134,11 @@ def main(argv=None) -> int:
                  + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))), ""]
     from b2b_train.checkpoint import read_meta
 
-    meta = read_meta(prior).get("prior", {})
-    md.append(f"Prior `{prior.name}`: {meta.get('steps', '?')} steps on {meta.get('pairs', '?')} simulated pairs from "
+    full_meta = read_meta(prior)
+    meta = full_meta.get("prior", {})
+    target = (full_meta.get("config") or {}).get("target", "reference")  # priors before `target` used the source frame
+    md.append(f"Prior `{prior.name}` (target: the camera's {'still frame' if target == 'still' else 'source frame'}): "
+              f"{meta.get('steps', '?')} steps on {meta.get('pairs', '?')} simulated pairs from "
               f"{len(meta.get('clips', []))} clips x their random cameras (its own validation: deblurrer on G(y) "
               f"{meta.get('validation', {}).get('prior', float('nan')):.2f} dB vs on y "
               f"{meta.get('validation', {}).get('deblurred', float('nan')):.2f} dB); deblurrer `{deb_path.name}`. "

@@ -10,7 +10,7 @@ import torch
 
 from b2b_train.checkpoint import load_state, save_state
 from b2b_train.data import transforms as T
-from b2b_train.data.curriculum import curriculum_fraction, select_blurriest
+from b2b_train.data.curriculum import blur_degrees, curriculum_fraction, reblur_degree, select_blurriest
 from b2b_train.data.frames import FrameOptions, extract_frames
 from b2b_train.data.io import read_image
 from b2b_train.data.sets import UnpairedDataset, load_unpaired, make_unpaired, parse_ratio, split_scenes
@@ -228,6 +228,35 @@ def test_curriculum_fraction_schedule():
     assert curriculum_fraction(10, 0.3, grow_start=5, grow_end=5) == 1.0
     with pytest.raises(ValueError):
         curriculum_fraction(0, start_fraction=0.0)
+
+
+def test_reblur_degree_orders_one_crop_by_blur_and_ignores_brightness(kodak_images):
+    from b2b_train.blur.kernels import random_kernels
+    from b2b_train.blur.synth import convolve
+
+    x = torch.from_numpy(read_image(kodak_images[0])).permute(2, 0, 1).float().div(255)[None, :, 100:228, 150:278]
+    g = torch.Generator().manual_seed(0)
+    blurred = torch.cat([x] + [convolve(x, random_kernels(1, 31, float(e), generator=g)) for e in (3, 7, 13)])
+    d = reblur_degree(blurred)
+    assert (d[1:] < d[:-1]).all() and (d > 0.999).all()
+    assert torch.allclose(reblur_degree(blurred * 0.5), d, rtol=1e-4)  # a ratio: exposure cancels
+    with pytest.raises(ValueError, match="larger"):
+        reblur_degree(torch.rand(1, 3, 20, 20))
+    with pytest.raises(ValueError, match="unknown"):
+        blur_degrees(blurred, "sobel")
+
+
+def test_curriculum_measure_ranks_real_crops_by_known_blur_through_noise(shared_data):
+    """Across different photos under shake of known extent and strong sensor noise, the re-blur
+    measure still follows the extent; the Laplacian variance reads the noise as detail."""
+    from benchmarks.curriculum_measure import known_blur_crops, spearman
+
+    paths = sorted((shared_data / "images" / "cbsd68").glob("*.png"))
+    crops, extent, _ = known_blur_crops(paths, per_image=3, noise=(2e-3, 0.004), seed=0)
+    rho_reblur = spearman(blur_degrees(crops, "reblur").numpy(), extent)
+    rho_lap = spearman(blur_degrees(crops, "laplacian").numpy(), extent)
+    assert rho_reblur < -0.4
+    assert rho_reblur < rho_lap - 0.05
 
 
 def test_select_blurriest():

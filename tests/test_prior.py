@@ -55,6 +55,28 @@ def test_simulated_pairs_are_blurrier_than_sharp_and_cached(asl_clips, tmp_path,
 def test_bad_prior_config_is_a_clear_error():
     with pytest.raises(ConfigError, match="crop"):
         PriorConfig(crop=50)
+    with pytest.raises(ConfigError, match="target"):
+        PriorConfig(target="sharp")
+
+
+def test_prior_targets_keep_the_cameras_colours(asl_clips, tmp_path):
+    """The default target is the camera's own still frame: its tone curve applied, so G is not asked
+    to undo the camera's colours; ``reference`` is the source frame."""
+    from b2b_train.data.exposure import CameraSim, simulate_camera
+    from b2b_train.prior import _read_clip
+
+    frames = _read_clip(asl_clips[0], 96, 4)
+    flat = simulate_camera(frames, CameraSim(exposure=1.0, tone=0.0, seed=3))
+    toned = simulate_camera(frames, CameraSim(exposure=1.0, tone=0.4, seed=3))
+    assert np.array_equal(flat.still, flat.reference)  # gamma in, gamma out: only tone changes colour
+    diff = lambda a, b: float(np.abs(a.astype(float) - b).mean())  # noqa: E731
+    assert diff(toned.still, toned.reference) > 2.0
+    assert diff(toned.blurry, toned.still) < diff(toned.blurry, toned.reference)
+    cfg = PriorConfig(**{**SMALL, "cameras_per_clip": 1})
+    _, s_still, _ = simulate_pairs(asl_clips[:1], cfg, tmp_path / "p", say=lambda m: None, show_progress=False)
+    _, s_ref, _ = simulate_pairs(asl_clips[:1], PriorConfig(**{**SMALL, "cameras_per_clip": 1, "target": "reference"}),
+                                 tmp_path / "p", say=lambda m: None, show_progress=False)
+    assert np.array_equal(s_ref[0], frames[0]) and s_still[0].shape == s_ref[0].shape
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,7 @@ def test_presets_exist_and_hold_the_papers_numbers():
     assert p.schedule.iters == 1_000_000 and p.schedule.decay_start == 0.5  # constant for 500K, then linear
     assert p.curriculum.enabled and p.curriculum.start_fraction == 0.5
     assert p.curriculum.grow_start * p.schedule.iters == 200_000
+    assert p.curriculum.measure == "laplacian"  # the paper's blur degree
     assert p.loss.rec_scales == "mean"  # Eq. 5's 1/M
     assert p.known == "kernels"
 
@@ -61,6 +62,7 @@ def test_presets_exist_and_hold_the_papers_numbers():
     q = load_translator_config("cpu-quick")
     assert q.model.generator == "mimo-unet-lite" and q.schedule.iters <= 5000
     assert q.loss.lambda_rec == 0.8 and q.loss.lambda_grad == 0.005
+    assert q.curriculum.measure == "reblur"  # robust to the sensor noise of a real camera
 
 
 def test_unknown_override_key_fails_naming_the_key():
@@ -70,6 +72,8 @@ def test_unknown_override_key_fails_naming_the_key():
         load_translator_config("paper", ["loss.gan_mode=wgan"])
     with pytest.raises(ConfigError, match="vgg_layer_weights"):
         load_translator_config("paper", ["loss.vgg_layers=[relu1_1]"])
+    with pytest.raises(ConfigError, match="curriculum.measure"):
+        load_translator_config("cpu-quick", ["curriculum.measure=sobel"])
 
 
 def test_overrides_iters_and_known_apply():

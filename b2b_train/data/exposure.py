@@ -70,11 +70,15 @@ class CameraSim:
 
 @dataclass(frozen=True)
 class SimulatedClip:
-    """Blurry frames and their sharp references, both ``(N, H, W, 3)`` uint8 RGB, in the input's order."""
+    """Blurry frames, their sharp references and the camera's still frames, all ``(N, H, W, 3)`` uint8
+    RGB in the input's order. ``still`` is what the same camera records of the reference instant with
+    neither motion nor noise (CRF and tone curve applied, no JPEG): the target a deblurrer can reach,
+    since undoing the camera's colour is not deblurring."""
 
     blurry: np.ndarray
     reference: np.ndarray
     centres: np.ndarray  # the middle instant of each exposure, in frame units (= the reference's index)
+    still: np.ndarray | None = None
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -195,4 +199,9 @@ def simulate_camera(frames: Sequence[np.ndarray], sim: CameraSim, flows=None) ->
     if sim.jpeg_quality is not None:
         y = jpeg_compress(y, sim.jpeg_quality)
     blurry = (quantize(y) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return SimulatedClip(np.ascontiguousarray(blurry), np.stack(frames), np.arange(len(frames), dtype=np.float64))
+    still = crf.from_linear(crf.to_linear(sharp).clamp(0, 1))
+    if sim.tone > 0:
+        still = tone_curve(still, sim.tone)
+    still = (quantize(still) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return SimulatedClip(np.ascontiguousarray(blurry), np.stack(frames), np.arange(len(frames), dtype=np.float64),
+                         np.ascontiguousarray(still))
