@@ -25,6 +25,7 @@ camera.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Callable
@@ -170,6 +171,7 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
     engine=None,
     home=None,
     lite: bool = False,
+    smooth: bool | None = None,
 ) -> Stream:
     """Open a camera (index, file, folder, ``demo``) and stream deblurred, hand-tracked frames.
 
@@ -184,10 +186,13 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
         engine: an already built engine (any callable frame -> frame) instead of building one.
         lite: run the profile's distilled network alone (``b2b-stream calibrate --lite``): one
             network at the deblurrer's speed instead of translator + deblurrer.
+        smooth: One-Euro smoothing of the landmarks (``--smooth``; None: as ``config`` says, off by default).
     """
     from .sources import open_source
 
     cfg = config or StreamConfig()
+    if smooth is not None:
+        cfg = dataclasses.replace(cfg, smooth=bool(smooth))
     source = open_source(camera, width, height, fps, realtime=realtime, loop=loop,
                          stall_timeout=cfg.stall_timeout_s, reconnect_timeout=cfg.reconnect_timeout_s)
     tracker = None

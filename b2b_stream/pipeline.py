@@ -66,6 +66,10 @@ class StreamConfig:
     num_hands: int = 2
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
+    # One-Euro landmark smoothing for apps (b2b_stream/smoothing.py; BENCHMARKS.md `smoothing`): off by default
+    smooth: bool = False
+    smooth_min_cutoff: float = 1.0  # Hz: how hard a still hand is smoothed
+    smooth_beta: float = 4.0  # how fast the cutoff rises with speed (per hand diagonal per second)
     video_crf: int = 18
     video_content: str = "image"  # image | side | overlay | raw
 
@@ -237,7 +241,8 @@ def make_engine(profile=None, backend: str = "auto", precision: str = "fp32", de
 
 
 def make_tracker(track: str | None = "hands", model=None, cfg: StreamConfig | None = None):
-    """A :class:`~b2b_stream.tracking.HandTracker` for ``track="hands"``, None for ``"none"``."""
+    """A :class:`~b2b_stream.tracking.HandTracker` for ``track="hands"`` (One-Euro smoothed when
+    ``cfg.smooth``), None for ``"none"``."""
     if track in (None, "none", False):
         return None
     if track != "hands":
@@ -245,8 +250,18 @@ def make_tracker(track: str | None = "hands", model=None, cfg: StreamConfig | No
     from .tracking import HandTracker
 
     cfg = cfg or StreamConfig()
-    return HandTracker(model, num_hands=cfg.num_hands, min_detection_confidence=cfg.min_detection_confidence,
-                       min_tracking_confidence=cfg.min_tracking_confidence)
+    tracker = HandTracker(model, num_hands=cfg.num_hands, min_detection_confidence=cfg.min_detection_confidence,
+                          min_tracking_confidence=cfg.min_tracking_confidence)
+    if not cfg.smooth:
+        return tracker
+    from .smoothing import LandmarkSmoother, SmoothedTracker
+
+    try:
+        smoother = LandmarkSmoother(min_cutoff=cfg.smooth_min_cutoff, beta=cfg.smooth_beta)
+    except ValueError as e:
+        tracker.close()
+        raise B2BError(f"bad landmark smoothing settings: {e}") from None
+    return SmoothedTracker(tracker, smoother)
 
 
 def rss_mb() -> float | None:

@@ -46,12 +46,14 @@ def _sigterm_as_interrupt():
               help="Play files at their native pace like a camera (latest frame, drops) instead of processing every frame.")
 @click.option("--loop", is_flag=True, help="Loop a file source (soak tests).")
 @click.option("--virtual-cam", is_flag=True, help="Also send the deblurred frames to a virtual webcam (needs pyvirtualcam).")
+@click.option("--smooth", is_flag=True,
+              help="Smooth the hand landmarks (One-Euro filter): less jitter for apps, a little lag; see --set smooth_beta=...")
 @click.option("--hand-model", type=click.Path(dir_okay=False), default=None, help="hand_landmarker.task to use.")
 @click.option("--config", "config", default="default", show_default=True, help="Stream preset (b2b_train/configs/stream) or YAML file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a stream setting, e.g. --set slot_size=2.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
 def run(camera, profile_name, lite, home, show, track, out, landmarks, report, frames, backend, precision, device,
-        width, height, fps, realtime, loop, virtual_cam, hand_model, config, overrides, quiet):
+        width, height, fps, realtime, loop, virtual_cam, smooth, hand_model, config, overrides, quiet):
     """Deblur a camera in real time (translate -> deblur) and track hands on the result.
 
     Stages run in their own threads with latest-frame hand-over: a slow stage drops the oldest
@@ -64,6 +66,7 @@ def run(camera, profile_name, lite, home, show, track, out, landmarks, report, f
       b2b-stream run --camera 0 --profile desk --lite --show      # after calibrate --lite: one network
       b2b-stream run --camera demo --frames 300 --out demo.mp4 --landmarks hands.jsonl --report run.json
       b2b-stream run --camera clip.mp4 --backend none --track hands --landmarks raw_hands.jsonl
+      b2b-stream run --camera 0 --profile desk --smooth --landmarks hands.jsonl   # steadier landmarks for an app
     """
     from rich.console import Console
 
@@ -75,6 +78,8 @@ def run(camera, profile_name, lite, home, show, track, out, landmarks, report, f
 
     console = Console(stderr=True)
     cfg = load_config(StreamConfig, config, overrides)
+    if smooth:
+        cfg.smooth = True
     if show:  # fail before opening the camera or building an engine
         ok, why = display_available()
         if not ok:
