@@ -54,6 +54,7 @@ from .trainutil import (
     CheckpointManager,
     CsvLogger,
     NonFiniteError,
+    config_diff,
     lr_constant_then_linear,
     pick_device,
     plot_losses,
@@ -779,8 +780,10 @@ class TranslatorTrainer:
         state, meta = found
         old = (meta or {}).get("config", {})
         if old and old.get("model") != to_dict(self.cfg.model):
+            diff = ["model." + k for k in config_diff(old.get("model") or {}, to_dict(self.cfg.model),
+                                                      opaque=("generator_kwargs", "discriminator_kwargs"))]
             raise CheckpointError(
-                f"{self.out} holds a run with a different model ({old.get('model', {}).get('generator')}); "
+                f"{self.out} holds a run with a different model ({', '.join(diff[:3]) or 'model'} differ); "
                 f"pass --fresh to start over or choose another --out"
             )
         changed = sorted(k for k in ("loss", "optim", "data", "curriculum", "known")

@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         over = [f"model.init={prior}", "loss.content_anchor=init", f"train.threads={args.threads}", *args.overrides]
         t1 = time.time()
         translators["deblurrer ∘ prior fine-tuned (cpu-quick)"] = train_translator(
-            cam / "B", cam / "S", work / "prior-finetune", "cpu-quick", over, iters=args.finetune_iters, progress=False)
+            cam / "B", cam / "S", prior.parent / "finetune", "cpu-quick", over, iters=args.finetune_iters, progress=False)
         print(f"[prior] fine-tune: {time.time() - t1:.0f} s", flush=True)
     for spec in args.translator:
         label, _, f = spec.partition("=")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from b2b_train.config import list_presets
-from b2b_train.errors import ConfigError
+from b2b_train.errors import CheckpointError, ConfigError
 from b2b_train.trainutil import CsvLogger
 from b2b_train.trainer import (
     CurriculumConfig,
@@ -241,6 +241,10 @@ def test_init_loads_the_file_and_d_warmup_leaves_g_untouched(trained, frames, tm
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert len(metrics) == 3 and all("loss_g" not in m and math.isfinite(m["loss_d"]) for m in metrics)
     assert read_meta(path)["provenance"]["init"] == str(init)
+    # the same folder without the init: a resume would mix two runs, and the error says what differs
+    with pytest.raises(CheckpointError, match=r"model\.init differ"):
+        train_translator(*frames, tmp_path / "run", "cpu-quick", over[:-3] + ["curriculum.enabled=false"], iters=4,
+                         progress=False)
 
 
 def test_content_anchor_init_charges_nothing_for_keeping_the_prior(trained, frames, tmp_path):
