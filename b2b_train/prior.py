@@ -221,7 +221,9 @@ def train_prior(cfg: PriorConfig, clips: Sequence[str | os.PathLike], out_dir: s
     from .losses import lowpass_l1
     from .metrics import psnr
     from .nets import registry
+    from .nets.layers import pad_to_multiple
     from .shipped import default_deblurrer_path, resolve_deblurrer
+    from .trainer import FullResolution
     from .trainutil import (adamw_cosine, open_run, plot_losses, resume_or_start,
                             run_supervised_steps, set_seed, train_state)
 
@@ -246,9 +248,7 @@ def train_prior(cfg: PriorConfig, clips: Sequence[str | os.PathLike], out_dir: s
     opt, sched = adamw_cosine(G.parameters(), cfg.lr, (0.9, 0.99), 0.0, cfg.iters, 0, 0.0)
     step, logger = resume_or_start(out, latest, cfg, G, opt, sched, sampler, say=say)
 
-    def full(x: torch.Tensor) -> torch.Tensor:
-        y = G(x)
-        return y[-1] if isinstance(y, (list, tuple)) else y
+    full = FullResolution(G, multiple=multiple)  # G's full-resolution output only
 
     def loss_step() -> torch.Tensor:
         y, s = sampler.batch(cfg.batch)
@@ -266,9 +266,7 @@ def train_prior(cfg: PriorConfig, clips: Sequence[str | os.PathLike], out_dir: s
         grid = []
         for y, gt in val:
             h, w = y.shape[-2:]
-            ph, pw = (-h) % multiple, (-w) % multiple
-            yp = torch.nn.functional.pad(y, (0, pw, 0, ph), mode="replicate") if ph or pw else y
-            g = full(yp)[..., :h, :w].clamp(0, 1)
+            g = full(pad_to_multiple(y, multiple, "replicate"))[..., :h, :w].clamp(0, 1)
             d0, d1 = deb(y).clamp(0, 1), deb(g).clamp(0, 1)
             rows["deblurred"].append(psnr(d0, gt))
             rows["prior"].append(psnr(d1, gt))

@@ -697,7 +697,8 @@ class TranslatorTrainer:
             self.say(f"data.batch {d.batch} is not a multiple of {self.dist.world} processes; each uses {self.batch}", "yellow")
         prefetch = 2 if (cfg.train.data_path == "batched" and self.device.type == "cuda") else 0
         self.data = UnpairedDataset(self.B, self.S, batch_size=self.batch, augment=_augment_config(d),
-                                    seed=cfg.train.seed, rank=self.dist.rank, prefetch=prefetch)
+                                    seed=cfg.train.seed, rank=self.dist.rank, prefetch=prefetch,
+                                    degree=cfg.curriculum.measure if cfg.curriculum.enabled else "laplacian")
         if d.match_known_blur:
             self._match_known_blur()
 
@@ -853,7 +854,7 @@ class TranslatorTrainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         gen = self._generator()
-        from .data.curriculum import reblur_degree, select_blurriest
+        from .data import select_blurriest
         from .nets.mimo_unet import pyramid
 
         batch = self.data.next()
@@ -863,10 +864,7 @@ class TranslatorTrainer:
             yk = self._known_blur_step(ys, gen)
         lr = self._set_lr()
         frac = curriculum_fraction_at(self.step, cfg.schedule.iters, cfg.curriculum)
-        sel = None
-        if frac < 1.0:
-            degree = batch.blurry_degree if cfg.curriculum.measure == "laplacian" else reblur_degree(yb)
-            sel = select_blurriest(yb, degree, frac).sort().values.to(self.device)
+        sel = select_blurriest(yb, batch.blurry_degree, frac).sort().values.to(self.device) if frac < 1.0 else None
 
         self.G.train()
         self.D.train()

@@ -111,8 +111,7 @@ def main(argv=None) -> int:
             table[label, nlabel] = (spearman(d, extent), blurriest_half_hits(d, extent, photo))
             print(f"[curriculum] {nlabel}, {label}: Spearman {table[label, nlabel][0]:+.2f}, "
                   f"blurriest 2 of 4 right {table[label, nlabel][1]:.0%}", flush=True)
-    md = [header("Curriculum blur measure (`curriculum-measure`)",
-                 "python benchmarks/curriculum_measure.py " + " ".join(argv if argv is not None else sys.argv[1:])), "",
+    md = [header("Curriculum blur measure (`curriculum-measure`)"), "",
           f"{len(crops)} crops of 96 px from {len(paths)} photos (cbsd68, kodak at 320 px), each under a random "
           "shake kernel of known extent 1-13 px in linear light, then Poisson-Gaussian noise (shot, read: none; "
           "2e-4, 0.003; 2e-3, 0.004) and 8-bit rounding. Low degree = blurry. Cells: Spearman correlation with "

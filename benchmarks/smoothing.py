@@ -29,6 +29,8 @@ sys.path.insert(0, str(REPO))
 import cv2  # noqa: E402,F401  (OpenCV before PyAV, see README "Windows and OpenCV")
 import numpy as np  # noqa: E402
 
+from b2b_stream.landmark_metrics import landmark_error  # noqa: E402
+
 
 def single_hand_tracks(frames_hands: list[list[dict]]) -> np.ndarray:
     """``(T, 21, 3)`` landmarks of the first hand per frame (NaN where none): the ASL clips show one signer."""
@@ -53,9 +55,9 @@ def centred_reference(track: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     return ref
 
 
-def _diag(points: np.ndarray, size) -> float:
-    p = points[:, :2] * np.asarray(size, dtype=np.float64)
-    return float(np.hypot(*(p.max(0) - p.min(0))))
+def _px(points: np.ndarray, size) -> np.ndarray:
+    """``(21, 2)`` pixel coordinates of one frame's ``(21, 3)`` normalised landmarks."""
+    return points[:, :2] * np.asarray(size, dtype=np.float64)
 
 
 def lag_ms(out: np.ndarray, ref: np.ndarray, times: np.ndarray, size, moving: np.ndarray, max_shift: int = 8) -> float:
@@ -65,8 +67,7 @@ def lag_ms(out: np.ndarray, ref: np.ndarray, times: np.ndarray, size, moving: np
         errs = []
         for k in np.flatnonzero(moving):
             if k + s < len(out) and not np.isnan(out[k + s, 0, 0]) and not np.isnan(ref[k, 0, 0]):
-                d = np.linalg.norm((out[k + s, :, :2] - ref[k, :, :2]) * size, axis=1).mean()
-                errs.append(d / _diag(ref[k], size))
+                errs.append(landmark_error(_px(ref[k], size), _px(out[k + s], size)))
         if errs and (best_err is None or np.mean(errs) < best_err):
             best, best_err = s, float(np.mean(errs))
     return best * float(np.median(np.diff(times))) * 1000.0
@@ -107,8 +108,8 @@ def main(argv=None) -> int:
         n_frames += len(raw)
         ref_track = centred_reference(single_hand_tracks(raw))
         ref_hands = [[{"landmarks": r.tolist()}] if not np.isnan(r[0, 0]) else [] for r in ref_track]
-        step = np.array([np.nan] + [np.linalg.norm((ref_track[k, :, :2] - ref_track[k - 1, :, :2]) * size, axis=1).mean()
-                                    / _diag(ref_track[k], size) for k in range(1, len(ref_track))])
+        step = np.array([np.nan] + [landmark_error(_px(ref_track[k], size), _px(ref_track[k - 1], size))
+                                    for k in range(1, len(ref_track))])
         moving = np.nan_to_num(step, nan=0.0) > 0.05
         for label, p in settings.items():
             if p is None:
@@ -128,8 +129,7 @@ def main(argv=None) -> int:
         pairs = [(v, n) for v, n in pairs if v is not None and n]
         return sum(v * n for v, n in pairs) / sum(n for _, n in pairs) if pairs else float("nan")
 
-    md = [header("Landmark smoothing (`smoothing`)",
-                 "python benchmarks/smoothing.py " + " ".join(argv if argv is not None else sys.argv[1:])), "",
+    md = [header("Landmark smoothing (`smoothing`)"), "",
           f"{len(clips)} ASL clips, {n_frames} frames at 640x480, tracked once; smoothers run causally on the "
           "tracked landmarks at the clips' time stamps. Reference: the raw landmarks smoothed non-causally "
           "(Gaussian over time, sigma 2 frames). Jitter on frames where the reference moves < 0.02 hand "

@@ -184,7 +184,8 @@ def simulate_camera(frames: Sequence[np.ndarray], sim: CameraSim, flows=None) ->
         raise DataError(f"{len(flows)} flows for {len(frames)} frames (need one per consecutive pair)")
     crf = CameraResponse(sim.crf, sim.gamma)
     sharp = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
-    linear = [f.permute(1, 2, 0).numpy() for f in crf.to_linear(sharp)]
+    sharp_linear = crf.to_linear(sharp)
+    linear = [f.permute(1, 2, 0).numpy() for f in sharp_linear]
     velocities = _camera_velocities(len(frames), sim.shake_px, sim.seed)
     exposed = np.stack([integrate_exposure(linear, flows, float(i), sim.exposure, sim.samples_per_interval, tuple(v))
                         for i, v in enumerate(velocities)])
@@ -199,7 +200,7 @@ def simulate_camera(frames: Sequence[np.ndarray], sim: CameraSim, flows=None) ->
     if sim.jpeg_quality is not None:
         y = jpeg_compress(y, sim.jpeg_quality)
     blurry = (quantize(y) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    still = crf.from_linear(crf.to_linear(sharp).clamp(0, 1))
+    still = crf.from_linear(sharp_linear.clamp(0, 1))
     if sim.tone > 0:
         still = tone_curve(still, sim.tone)
     still = (quantize(still) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

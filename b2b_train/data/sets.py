@@ -180,7 +180,7 @@ class UnpairedBatch:
 
     blurry: torch.Tensor
     sharp: torch.Tensor
-    blurry_degree: torch.Tensor  # (N,) Laplacian variance of each augmented B crop (low = blurry)
+    blurry_degree: torch.Tensor  # (N,) blur degree of each augmented B crop by the dataset's measure (low = blurry)
     sharp_degree: torch.Tensor  # (N,)
     blurry_ids: list[tuple[str, int]] = field(default_factory=list)  # (clip, frame index)
     sharp_ids: list[tuple[str, int]] = field(default_factory=list)
@@ -233,6 +233,9 @@ class UnpairedDataset:
         augment: crop size and augmentation (paper: 256², rotation, flip, colour jitter).
         seed: seed of the one generator behind every draw; ``rank`` (DDP) offsets it so each
             process sees different crops.
+        degree: the blur measure of ``blurry_degree`` / ``sharp_degree`` (``laplacian`` or
+            ``reblur``, :func:`b2b_train.data.curriculum.blur_degrees`), computed here so a
+            prefetching thread does it off the training step.
 
     Each epoch of B (and of S) visits every frame once in a random order. ``state_dict()`` holds the
     generator state and the epoch positions (tensors and ints, storable with
@@ -252,12 +255,14 @@ class UnpairedDataset:
         seed: int = 0,
         rank: int = 0,
         prefetch: int = 0,
+        degree: str = "laplacian",
     ):
         if batch_size < 1:
             raise DataError(f"batch size must be >= 1, got {batch_size}")
         if len(b) == 0 or len(s) == 0:
             raise DataError(f"B has {len(b)} and S {len(s)} frames; both need at least one")
         self.b, self.s = b, s
+        self.degree = degree  # the curriculum's blur measure (data.curriculum.blur_degrees)
         self.batch_size = int(batch_size)
         self.augment = augment or AugmentConfig()
         crop = self.augment.crop
@@ -353,7 +358,7 @@ class UnpairedDataset:
             pass
 
     def _make(self) -> UnpairedBatch:
-        from ..metrics import laplacian_variance
+        from .curriculum import blur_degrees
 
         g = self.generator
         bi = [self._ob.next(g) for _ in range(self.batch_size)]
@@ -364,8 +369,8 @@ class UnpairedDataset:
         return UnpairedBatch(
             bx,
             sx,
-            laplacian_variance(bx).float(),
-            laplacian_variance(sx).float(),
+            blur_degrees(bx, self.degree).float(),
+            blur_degrees(sx, self.degree).float(),
             [(self.b.records[i].clip, self.b.records[i].index) for i in bi],
             [(self.s.records[i].clip, self.s.records[i].index) for i in si],
         )
