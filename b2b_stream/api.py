@@ -32,6 +32,8 @@ from typing import Callable
 
 import numpy as np
 
+from b2b_train.errors import B2BError
+
 from .pipeline import _END, Pipeline, Slot, StreamConfig, make_engine, make_tracker
 
 __all__ = ["StreamFrame", "Stream", "open"]
@@ -172,6 +174,7 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
     home=None,
     lite: bool = False,
     smooth: bool | None = None,
+    roi: str | None = None,
 ) -> Stream:
     """Open a camera (index, file, folder, ``demo``) and stream deblurred, hand-tracked frames.
 
@@ -187,12 +190,17 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
         lite: run the profile's distilled network alone (``b2b-stream calibrate --lite``): one
             network at the deblurrer's speed instead of translator + deblurrer.
         smooth: One-Euro smoothing of the landmarks (``--smooth``; None: as ``config`` says, off by default).
+        roi: ``"hands"`` deblurs only a box around the tracked hands (``--roi hands``; None: as ``config`` says).
     """
     from .sources import open_source
 
     cfg = config or StreamConfig()
     if smooth is not None:
         cfg = dataclasses.replace(cfg, smooth=bool(smooth))
+    if roi is not None:
+        cfg = dataclasses.replace(cfg, roi=roi)
+    if cfg.roi == "hands" and track in (None, "none", False):
+        raise B2BError("roi='hands' follows the tracked hands: it needs track='hands'")
     source = open_source(camera, width, height, fps, realtime=realtime, loop=loop,
                          stall_timeout=cfg.stall_timeout_s, reconnect_timeout=cfg.reconnect_timeout_s)
     tracker = None
@@ -200,7 +208,7 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
     try:
         if engine is None:
             engine = make_engine(profile, backend, precision, device, (source.width, source.height), home=home,
-                                 lite=lite)
+                                 lite=lite, config=cfg)
         tracker = make_tracker(track, hand_model, cfg)
     except BaseException:
         source.close()

@@ -70,6 +70,11 @@ class StreamConfig:
     smooth: bool = False
     smooth_min_cutoff: float = 1.0  # Hz: how hard a still hand is smoothed
     smooth_beta: float = 4.0  # how fast the cutoff rises with speed (per hand diagonal per second)
+    # --roi hands (b2b_stream/roi.py): deblur only fixed-size boxes around the last tracked hands
+    roi: str = "none"  # none | hands
+    roi_margin: float = 0.5  # box growth per side, in units of the hands' larger side
+    roi_buckets: list = field(default_factory=lambda: [160, 224, 288, 352])  # square box sides (px)
+    roi_full_every: int = 30  # whole frame every N frames while hands are tracked (0: never)
     video_crf: int = 18
     video_content: str = "image"  # image | side | overlay | raw
 
@@ -83,6 +88,7 @@ class Item:
     raw: np.ndarray
     image: np.ndarray | None = None
     hands: list | None = None
+    roi: list | None = None  # [[x, y, w, h], ...] deblurred with --roi hands (None: the whole frame)
     times: dict = field(default_factory=dict)  # stage -> ms
     latency_ms: float | None = None
 
@@ -213,15 +219,33 @@ def set_inference_threads(track: str | None, device: str = "auto", say: Callable
 
 def make_engine(profile=None, backend: str = "auto", precision: str = "fp32", device: str = "auto",
                 size: tuple[int, int] | None = None, home=None, say: Callable[[str], None] | None = None,
-                lite: bool = False):
+                lite: bool = False, config: StreamConfig | None = None):
     """The fused engine from :mod:`b2b_stream.engines`, or an identity engine for ``backend="none"``.
 
     Falls back to the identity engine, with a warning, only when the engines module itself is
     missing from the installation. ``lite``: the profile's distilled network alone (see ``get_engine``).
+    ``config.roi == "hands"``: a :class:`~b2b_stream.roi.RoiEngine` over one engine per box size.
     """
     say = say or (lambda m: None)
     if backend in ("none", "identity"):
         return IdentityEngine("--backend none: frames pass through without deblurring")
+    roi = (config.roi if config is not None else "none") or "none"
+    if roi not in ("none", "hands"):
+        raise B2BError(f"unknown roi {roi!r} (none, hands)")
+    if roi == "hands":
+        from .roi import RoiEngine
+
+        if size is None:
+            raise B2BError("--roi hands needs the frame size")
+
+        def build(s):
+            return make_engine(profile, backend, precision, device, s, home=home, say=say, lite=lite)
+
+        engine = RoiEngine(build, size, buckets=config.roi_buckets, margin=config.roi_margin,
+                           full_every=config.roi_full_every)
+        say(f"--roi hands: boxes {', '.join(f'{w}x{h}' for w, h in engine.info['roi']['buckets'])} around the hands, "
+            f"whole frame without hands and every {config.roi_full_every} frames")
+        return engine
     try:
         from b2b_stream.engines import get_engine
     except ModuleNotFoundError as e:
@@ -392,6 +416,8 @@ class Pipeline:
             pending = submit(item.raw) if submit is not None else None
             if pending is None:  # a plain callable engine
                 item.image = self.engine(item.raw)
+                boxes = getattr(self.engine, "last_boxes", None)
+                item.roi = [b.as_list() for b in boxes] if boxes else None
             inflight.append((item, t0, pending))
 
         def finish() -> None:
@@ -424,6 +450,7 @@ class Pipeline:
             nxt.close()
 
     def _track_loop(self) -> None:
+        observe = getattr(self.engine, "observe_hands", None)  # --roi hands follows the tracked hands
         try:
             while True:
                 item = self.q_track.get()
@@ -431,6 +458,8 @@ class Pipeline:
                     break
                 t0 = time.monotonic()
                 item.hands = self.tracker.track(item.image, item.t_capture)
+                if observe is not None:
+                    observe(item.hands)
                 item.times["track"] = (time.monotonic() - t0) * 1000.0
                 self._stage["track"].append(item.times["track"])
                 self.q_out.put(item)
@@ -702,6 +731,7 @@ class Pipeline:
             "device": str(getattr(eng, "device", "?")),
             "precision": getattr(eng, "precision", None),
             "engine": _jsonable(getattr(eng, "info", {})),
+            "roi": eng.report() if callable(getattr(eng, "observe_hands", None)) else None,
             "tracking": "hands" if self.tracker is not None else "none",
             "hands_detected_frames": self.hands_frames,
             "policy": self.policy,

@@ -255,7 +255,6 @@ def display_available() -> tuple[bool, str]:
 
 def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """``left | right`` in one image (right resized to left's height if needed)."""
-    import cv2
 
     if right.shape[0] != left.shape[0]:
         scale = left.shape[0] / right.shape[0]
@@ -265,7 +264,6 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 def draw_stats(image: np.ndarray, lines: list[str]) -> np.ndarray:
     """Write a few lines of text in the top-left corner on a dark box (in place; returns image)."""
-    import cv2
 
     if not lines:
         return image
@@ -293,7 +291,6 @@ class WindowSink(Sink):
         ok, why = display_available()
         if not ok:
             raise B2BError(f"--show needs a display: {why}; use --out FILE.mp4 to save the result instead")
-        import cv2
 
         self.title = title
         self.stats = stats
@@ -311,6 +308,13 @@ class WindowSink(Sink):
         from .tracking import draw_hands
 
         right = draw_hands(item.image, item.hands) if (self.draw and item.hands) else item.image
+        roi = getattr(item, "roi", None)
+        if self.draw and roi:  # --roi hands: the boxes that were deblurred
+            import cv2
+
+            right = np.ascontiguousarray(right).copy() if right is item.image else right
+            for x, y, w, h in roi:
+                cv2.rectangle(right, (x, y), (x + w - 1, y + h - 1), (255, 200, 0), 1, cv2.LINE_AA)
         img = np.ascontiguousarray(side_by_side(item.raw, right))
         labels = getattr(self, "labels", None)
         if labels:
@@ -326,7 +330,6 @@ class WindowSink(Sink):
         return img
 
     def write(self, item) -> None:
-        import cv2
 
         if not self._open:
             return

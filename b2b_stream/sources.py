@@ -108,7 +108,6 @@ class _CvCapture:
         self.name = name
 
     def read(self):
-        import cv2
 
         ok, img = self.cap.read()
         if not ok or img is None:
@@ -120,7 +119,6 @@ class _CvCapture:
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
     def props(self) -> dict:
-        import cv2
 
         out = {"backend": self.name}
         names = {
@@ -277,7 +275,6 @@ def _read_image_rgb(path: Path) -> np.ndarray:
         return read_image(path)
     except ImportError:
         pass
-    import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
@@ -303,7 +300,6 @@ class _FolderCapture:
         self.size = None
 
     def read(self):
-        import cv2
 
         if self.pos >= len(self.paths):
             if not self.loop:
@@ -715,7 +711,6 @@ def _camera_missing(index: int) -> SourceError:
 
 def _opencv_opener(index_or_url, width, height, fps) -> Callable[[], _CvCapture]:
     def opener():
-        import cv2
 
         _quiet_opencv()
         if isinstance(index_or_url, int):
@@ -904,7 +899,6 @@ class SimulatedCamera:
     name = "simulated"
 
     def __init__(self, frames, fps: float = 30.0, fail_after: int | None = None, mode: str = "fail"):
-        import cv2
 
         if mode not in ("fail", "freeze"):
             raise ValueError("mode must be 'fail' or 'freeze'")
@@ -939,7 +933,6 @@ class SimulatedCamera:
         return True, img.copy()
 
     def get(self, prop) -> float:
-        import cv2
 
         h, w = self._bgr[0].shape[:2]
         return {cv2.CAP_PROP_FRAME_WIDTH: w, cv2.CAP_PROP_FRAME_HEIGHT: h, cv2.CAP_PROP_FPS: self.fps}.get(prop, -1.0)

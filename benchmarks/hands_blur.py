@@ -31,7 +31,6 @@ import cv2  # noqa: E402  (OpenCV before PyAV, see README "Windows and OpenCV")
 import numpy as np  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out"
-PICTURE = OUT / "hands_blur.png"
 
 # The simulated webcam besides its exposure. Fixed before any result was seen and not tuned on the
 # results: shake of ~0.5 px per interval at 320 px wide, a mild S-curve, low-light-ish noise, and a
@@ -52,6 +51,8 @@ def track(frames, engine, hand_model=None, keep_images=False):
     import b2b_stream
     from b2b_train.data.io import write_image
 
+    if callable(getattr(engine, "reset", None)):  # --roi hands: no boxes left over from the last clip
+        engine.reset()
     with tempfile.TemporaryDirectory(prefix="b2b-hands-blur-") as tmp:
         for k, img in enumerate(frames):
             write_image(Path(tmp) / f"{k:05d}.png", img)
@@ -140,6 +141,8 @@ def main() -> None:
     ap.add_argument("--exposures", default="1,2,3", help="exposures in frame intervals, comma-separated")
     ap.add_argument("--samples-per-interval", type=int, default=8)
     ap.add_argument("--profile", default=None, help="also track through this calibrated profile (translator + deblurrer)")
+    ap.add_argument("--roi", action="store_true", help="also track with the deblurrer run as `--roi hands`")
+    ap.add_argument("--section", default="hands-blur", help="BENCHMARKS.md section to write")
     ap.add_argument("--backend", default="torch", choices=["auto", "torch", "onnxruntime"])
     ap.add_argument("--hand-model", default=None)
     ap.add_argument("--threads", type=int, default=2)
@@ -153,7 +156,7 @@ def main() -> None:
 
     from b2b_stream.engines import parse_size
     from b2b_stream.landmark_metrics import ClipScore, paired_error, score_clip
-    from b2b_stream.pipeline import make_engine
+    from b2b_stream.pipeline import StreamConfig, make_engine
     from b2b_stream.tracking import draw_hands
     from b2b_train.data.exposure import CameraSim, clip_flows, simulate_camera
     from b2b_train.data.io import iter_video_frames
@@ -173,6 +176,8 @@ def main() -> None:
         sys.exit(f"--exposures wants numbers like 1,2,3 (got {args.exposures!r})")
 
     variants = {"raw": make_engine(None, "none"), "deblurred": make_engine(None, args.backend, size=size)}
+    if args.roi:
+        variants["roi"] = make_engine(None, args.backend, size=size, config=StreamConfig(roi="hands"))
     if args.profile:
         variants["profile"] = make_engine(args.profile, args.backend, size=size)
     identity = variants["raw"]
@@ -217,25 +222,27 @@ def main() -> None:
                           + ", ".join(f"{v} {fmt(x, pct=True)}" for v, x in found.items()) + f"  [{time.time() - t0:.0f} s]",
                           flush=True)
     elapsed = time.time() - t0
+    stem = args.section.replace("-", "_")  # hands_blur for the default section
+    picture = OUT / f"{stem}.png"
 
     OUT.mkdir(parents=True, exist_ok=True)
     rows = examples[:: max(1, len(examples) // 3)][:3]  # up to three clips spread over the list
     if rows:
         pic = np.concatenate([r[2] for r in rows], 0)
-        cv2.imwrite(str(PICTURE), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(picture), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
     summary = {f"{e:g}/{v}": s.summary() for (e, v), s in scores.items()}
     for e in exposures:  # the error on the hands that every tracked variant found, like for like
         errs, n_common = paired_error(*(scores[(e, v)] for v in variants))
         for v, err in zip(variants, errs):
             summary[f"{e:g}/{v}"].update(paired_error=err, paired_hands=n_common)
-    (OUT / "hands_blur.json").write_text(json.dumps({"size": list(size), "clips": [c.stem for c in clips],
+    (OUT / f"{stem}.json").write_text(json.dumps({"size": list(size), "clips": [c.stem for c in clips],
                                                     "frames": n_frames, "summary": summary}, indent=1))
 
     names = ["reference", *variants]
     label = {"reference": "reference (sharp)", "raw": "raw blurry", "deblurred": "deblurred (shipped default)",
-             "profile": f"profile `{args.profile}`"}
+             "roi": "deblurred, `--roi hands`", "profile": f"profile `{args.profile}`"}
     lines = [
-        header("Hand tracking under simulated motion blur, against sharp references (`hands-blur`)"),
+        header(f"Hand tracking under simulated motion blur, against sharp references (`{args.section}`)"),
         f"{len(clips)} ASL clips ({n_frames} frames{'' if args.max_frames is None else f', at most {args.max_frames} per clip'}) at "
         f"{size[0]}x{size[1]}, each made blurry by the simulated camera of `b2b_train/data/exposure.py`: exposure over "
         f"E frame intervals by DIS optical-flow interpolation ({args.samples_per_interval} instants per interval, averaged "
@@ -244,6 +251,8 @@ def main() -> None:
         f"The reference is the exposure's middle (sharp) frame; MediaPipe HandLandmarker (VIDEO mode, 2 hands) runs on "
         f"the references, the raw blurry frames and the deblurred ones through `b2b_stream.open` (the `b2b-stream run` "
         f"pipeline; {args.backend} backend, {args.threads} thread(s)). "
+        + ("`--roi hands` deblurs only boxes around the hands tracked on the frame before (whole frame without "
+           "hands and every 30 frames; `b2b_stream/roi.py`). " if args.roi else "")
         + (f"Profile `{args.profile}` is included. " if args.profile else
            "No `--profile` was given, so there is no calibrated-profile (translator) column. ")
         + f"{elapsed:.0f} s.\n",
@@ -268,11 +277,13 @@ def main() -> None:
     lines.append("")
     for e in exposures:
         lines.append(f"- exposure {e:g}: {change(summary[f'{e:g}/raw'], summary[f'{e:g}/deblurred'])}")
+        if args.roi:
+            lines.append(f"- exposure {e:g}, `--roi hands`: {change(summary[f'{e:g}/raw'], summary[f'{e:g}/roi'])}")
     if rows:
         cols = " | ".join(label[v] for v in names)
-        lines.append(f"\n![{cols}](benchmarks/out/{PICTURE.name})\n\n*{cols}, landmarks drawn, cut to the hands and enlarged; longest exposure; per clip the "
+        lines.append(f"\n![{cols}](benchmarks/out/{picture.name})\n\n*{cols}, landmarks drawn, cut to the hands and enlarged; longest exposure; per clip the "
                      f"frame where the reference hand moves fastest ({', '.join(f'{r[0]} frame {r[1]}' for r in rows)}).*")
-    update_section("hands-blur", "\n".join(lines))
+    update_section(args.section, "\n".join(lines))
     print("\n".join(lines[2:]))
 
 

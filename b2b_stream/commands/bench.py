@@ -49,18 +49,26 @@ def capture_stage(camera: str, size, frames: int, say) -> tuple[dict, list, dict
     return _stage(times, wall, len(got)), got, info
 
 
-def infer_stage(engine, images: list, frames: int) -> tuple[dict, list]:
-    """Run the engine alone over ``frames`` frames (cycling the captured ones)."""
+def infer_stage(engine, images: list, frames: int, hands: list | None = None) -> tuple[dict, list]:
+    """Run the engine alone over ``frames`` frames (cycling the captured ones).
+
+    ``hands``: per captured frame, the hands an ``--roi hands`` engine is told were tracked on the frame
+    before (as the pipeline's tracking thread does)."""
+    observe = getattr(engine, "observe_hands", None) if hands is not None else None
     engine(images[0])  # warm-up outside the timing (compile, graphs, allocations)
     outs, times = [], []
     t0 = time.perf_counter()
     for i in range(frames):
+        if observe is not None:
+            observe(hands[(i - 1) % len(images)])
         t = time.perf_counter()
         y = engine(images[i % len(images)])
         times.append(time.perf_counter() - t)
         if len(outs) < len(images):
             outs.append(y)
     wall = time.perf_counter() - t0
+    if callable(getattr(engine, "reset", None)):
+        engine.reset()
     return _stage(times, wall, frames), outs
 
 
@@ -94,7 +102,7 @@ def pipeline_stage(camera: str, size, engine, track: str, frames: int, say) -> d
 
 
 def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=None, device="auto",
-              track="hands", frames=60, deblurrer="default", home=None, say=None, lite=False) -> dict:
+              track="hands", frames=60, deblurrer="default", home=None, say=None, lite=False, roi="none") -> dict:
     """All the numbers of ``b2b-stream bench`` as a dict (also used by benchmarks/)."""
     import platform
 
@@ -113,9 +121,28 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
         dev = resolve_device(device)
         set_inference_threads(track, str(dev), say=say)
         prec = precision or ("fp16" if dev.type == "cuda" else "fp32")
-        engine = get_engine(profile, backend=backend, precision=prec, device=str(dev), size=(w, h),
-                            deblurrer=deblurrer, home=home, say=say, lite=lite)
-    inf, deblurred = infer_stage(engine, images, frames)
+        def build(s):
+            return get_engine(profile, backend=backend, precision=prec, device=str(dev), size=s,
+                              deblurrer=deblurrer, home=home, say=say, lite=lite)
+
+        if roi == "hands":
+            from b2b_stream.pipeline import StreamConfig
+            from b2b_stream.roi import RoiEngine
+
+            if track == "none":
+                raise B2BError("--roi hands follows the tracked hands: it needs --track hands")
+            cfg = StreamConfig()
+            engine = RoiEngine(build, (w, h), buckets=cfg.roi_buckets, margin=cfg.roi_margin,
+                               full_every=cfg.roi_full_every)
+        else:
+            engine = build((w, h))
+    raw_hands = None
+    if roi == "hands" and backend != "none":
+        from b2b_stream.pipeline import make_tracker
+
+        with make_tracker(track) as tracker:  # the hands the boxes follow when inference runs alone
+            raw_hands = [tracker.track(img, i / 30.0) for i, img in enumerate(images)]
+    inf, deblurred = infer_stage(engine, images, frames, raw_hands)
     say(f"infer: {inf['fps']} fps ({getattr(engine, 'backend', '?')})")
     stages = {"capture": cap, "infer": inf}
     hands_frames = None
@@ -138,6 +165,7 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
         "size": [w, h],
         "profile": profile,
         "lite": bool(lite),
+        "roi": roi,
         "engine": {"backend": getattr(engine, "backend", "?"), "device": str(getattr(engine, "device", "?")),
                    "precision": getattr(engine, "precision", None),
                    "why": getattr(engine, "info", {}).get("why")},
@@ -149,7 +177,7 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
     if pipe is not None:
         pfps = float(pipe.get("fps") or 0.0)
         out["pipeline"] = {k: pipe.get(k) for k in ("fps", "frames_in", "frames_out", "dropped", "latency_ms",
-                                                    "stages_ms", "hands_detected_frames", "end_reason", "policy")}
+                                                    "stages_ms", "hands_detected_frames", "end_reason", "policy", "roi")}
         out["efficiency"] = round(pfps / stages[slowest]["fps"], 3) if stages[slowest]["fps"] else None
         sum_medians = sum(float((pipe.get("stages_ms") or {}).get(k) or 0.0) for k in ("capture", "infer", "track"))
         out["latency_p95_over_sum_of_stage_medians"] = (
@@ -177,8 +205,10 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
 @click.option("--deblurrer", default="default", show_default=True, metavar="NAME|FILE")
 @click.option("--home", type=click.Path(file_okay=False), default=None,
               help="Root of profiles/ and engines/ (default: $B2B_HOME or .).")
+@click.option("--roi", type=click.Choice(["none", "hands"]), default="none", show_default=True,
+              help="hands: deblur only a box around the tracked hands (as `run --roi hands`).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the numbers here.")
-def bench(camera, profile_name, lite, size, backend, precision, device, track, frames, deblurrer, home, json_path):
+def bench(camera, profile_name, lite, size, backend, precision, device, track, frames, deblurrer, home, roi, json_path):
     """Time each stage alone (capture, infer, track) and the whole threaded pipeline.
 
     Pipeline efficiency = pipeline fps / fps of the slowest stage alone: 1.0 means the threads
@@ -190,6 +220,7 @@ def bench(camera, profile_name, lite, size, backend, precision, device, track, f
       b2b-stream bench --camera clip.mp4 --profile desk --size 640x480 --frames 200 --json bench.json
       b2b-stream bench --backend onnxruntime --track none
       b2b-stream bench --camera demo --size 320x240 --profile desk --lite
+      b2b-stream bench --camera demo --size 640x480 --roi hands
     """
     from rich.console import Console
     from rich.table import Table
@@ -199,7 +230,7 @@ def bench(camera, profile_name, lite, size, backend, precision, device, track, f
     console = Console(soft_wrap=True, highlight=False)
     wh = parse_size(size) if size else None
     res = run_bench(camera, profile_name, wh, backend, precision, device, track, frames, deblurrer, home,
-                    say=lambda m: console.print(m, style="dim", markup=False), lite=lite)
+                    say=lambda m: console.print(m, style="dim", markup=False), lite=lite, roi=roi)
     table = Table(title=f"b2b-stream bench: {res['source']} at {res['size'][0]}x{res['size'][1]}, "
                         f"{res['engine']['backend']} on {res['engine']['device']}")
     for col in ("stage", "fps", "ms p50", "ms p95"):
@@ -218,6 +249,10 @@ def bench(camera, profile_name, lite, size, backend, precision, device, track, f
                       f"{res['slowest_stage']} {res['slowest_stage_fps']:.1f} fps); dropped {p.get('dropped')}; "
                       f"p95 latency / sum of stage medians: {res.get('latency_p95_over_sum_of_stage_medians')}",
                       markup=False)
+    if p and p.get("roi"):
+        r = p["roi"]
+        console.print(f"--roi hands: {r['frames_roi']} frames deblurred in a box around the hands, "
+                      f"{r['frames_full']} whole", markup=False)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(res, indent=2, default=str) + "\n")

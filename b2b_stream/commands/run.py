@@ -48,12 +48,15 @@ def _sigterm_as_interrupt():
 @click.option("--virtual-cam", is_flag=True, help="Also send the deblurred frames to a virtual webcam (needs pyvirtualcam).")
 @click.option("--smooth", is_flag=True,
               help="Smooth the hand landmarks (One-Euro filter): less jitter for apps, a little lag; see --set smooth_beta=...")
+@click.option("--roi", type=click.Choice(["none", "hands"]), default=None,
+              help="hands: deblur only a box around the tracked hands (whole frame when none is tracked); "
+                   "see --set roi_margin=... roi_full_every=...")
 @click.option("--hand-model", type=click.Path(dir_okay=False), default=None, help="hand_landmarker.task to use.")
 @click.option("--config", "config", default="default", show_default=True, help="Stream preset (b2b_train/configs/stream) or YAML file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a stream setting, e.g. --set slot_size=2.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
 def run(camera, profile_name, lite, home, show, track, out, landmarks, report, frames, backend, precision, device,
-        width, height, fps, realtime, loop, virtual_cam, smooth, hand_model, config, overrides, quiet):
+        width, height, fps, realtime, loop, virtual_cam, smooth, roi, hand_model, config, overrides, quiet):
     """Deblur a camera in real time (translate -> deblur) and track hands on the result.
 
     Stages run in their own threads with latest-frame hand-over: a slow stage drops the oldest
@@ -67,6 +70,7 @@ def run(camera, profile_name, lite, home, show, track, out, landmarks, report, f
       b2b-stream run --camera demo --frames 300 --out demo.mp4 --landmarks hands.jsonl --report run.json
       b2b-stream run --camera clip.mp4 --backend none --track hands --landmarks raw_hands.jsonl
       b2b-stream run --camera 0 --profile desk --smooth --landmarks hands.jsonl   # steadier landmarks for an app
+      b2b-stream run --camera 0 --width 640 --height 480 --roi hands --show   # deblur around the hands only
     """
     from rich.console import Console
 
@@ -80,6 +84,10 @@ def run(camera, profile_name, lite, home, show, track, out, landmarks, report, f
     cfg = load_config(StreamConfig, config, overrides)
     if smooth:
         cfg.smooth = True
+    if roi is not None:
+        cfg.roi = roi
+    if cfg.roi == "hands" and track == "none":
+        raise B2BError("--roi hands follows the tracked hands: it needs --track hands")
     if show:  # fail before opening the camera or building an engine
         ok, why = display_available()
         if not ok:
@@ -104,7 +112,7 @@ def run(camera, profile_name, lite, home, show, track, out, landmarks, report, f
         if backend != "none":
             set_inference_threads(track, device, say=lambda m: console.print(f"[dim]{m}[/]"))
         engine = make_engine(prof, backend, precision, device, (source.width, source.height), home=home,
-                             say=lambda m: console.print(f"[dim]{m}[/]"), lite=lite)
+                             say=lambda m: console.print(f"[dim]{m}[/]"), lite=lite, config=cfg)
         console.print(f"engine: {getattr(engine, 'backend', '?')} on {getattr(engine, 'device', '?')}")
         tracker = make_tracker(track, hand_model, cfg)
         holder = {}
