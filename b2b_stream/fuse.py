@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from b2b_train.nets.layers import pad_to_multiple
 
 __all__ = [
     "FusedDeblur",
@@ -54,18 +55,6 @@ def tensor_to_frames(x: torch.Tensor) -> torch.Tensor:
     """float (N, 3, H, W) (any float dtype) -> uint8 (N, H, W, 3): clamp to [0, 1], x255, round (in fp32)."""
     y = x.float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
     return y.permute(0, 2, 3, 1)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "replicate") -> torch.Tensor:
-    """Pad (N, C, H, W) at the bottom/right so H and W are multiples of ``multiple`` (no-op when they are)."""
-    if multiple <= 1:
-        return x
-    h, w = x.shape[-2], x.shape[-1]
-    ph = (multiple - h % multiple) % multiple
-    pw = (multiple - w % multiple) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 def full_resolution(out) -> torch.Tensor:

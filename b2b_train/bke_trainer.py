@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from .blur.bke_transfer import PairedImages, pair_folders
 from .config import dump_yaml, load_config, to_dict
 from .errors import ConfigError
+from .losses import charbonnier_loss
 
-__all__ = ["BKEConfig", "train_bke", "charbonnier", "cosine_restarts", "sample_batch"]
+__all__ = ["BKEConfig", "train_bke", "cosine_restarts", "sample_batch"]
 
 
 @dataclass
@@ -68,11 +69,6 @@ class BKEConfig:
             raise ValueError("periods must be a non-empty list of positive iteration counts")
         if len(self.restart_weights) < len(self.periods) - 1:
             raise ValueError("restart_weights needs one weight per restart (len(periods) - 1)")
-
-
-def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Mean Charbonnier (smooth L1) loss ``sqrt((x - y)^2 + eps^2)``."""
-    return torch.sqrt((x - y) ** 2 + eps * eps).mean()
 
 
 def cosine_restarts(total: int, periods: list[int], weights: list[float], eta_min_ratio: float = 0.0):
@@ -239,7 +235,7 @@ def train_bke(
                     code = net.encode(sharp, blurry)
                     kl = torch.zeros((), device=device)
                 recon = net.adapt(sharp, code)
-            loss = charbonnier(recon.float(), blurry, cfg.charbonnier_eps) + cfg.kl_weight * kl.float()
+            loss = charbonnier_loss(recon, blurry, cfg.charbonnier_eps) + cfg.kl_weight * kl.float()
             trainutil.check_finite(loss=loss)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

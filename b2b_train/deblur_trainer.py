@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from torch import nn
 
 from .config import load_config, to_dict
 from .errors import ConfigError, DataError
+from .losses import charbonnier_loss, psnr_loss
 from .metrics import psnr, ssim
 from .trainutil import (
     adamw_cosine,
@@ -67,8 +67,6 @@ __all__ = [
     "DeblurrerConfig",
     "SharpSet",
     "CropSampler",
-    "psnr_loss",
-    "charbonnier_loss",
     "cosine_factor",
     "load_sharp_sets",
     "train_deblurrer",
@@ -163,20 +161,6 @@ def load_deblurrer_config(preset: str | os.PathLike | None = "default", override
 
 # ----------------------------------------------------------------------------- losses
 # (cosine_factor, the schedule, lives in trainutil and is re-exported here)
-
-def psnr_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """NAFNet's PSNR loss: mean over the batch of ``10·log10(mse)`` (= minus the PSNR, peak 1).
-
-    ``pred``, ``target``: (N,C,H,W). Returns a scalar; lower is better.
-    """
-    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
-    return (10.0 / math.log(10.0)) * torch.log(mse + eps).mean()
-
-
-def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """``mean(sqrt((pred - target)² + eps²))``."""
-    return torch.sqrt((pred.float() - target.float()).pow(2) + eps * eps).mean()
-
 
 _LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "psnr": psnr_loss,

@@ -387,7 +387,7 @@ def distill(
     import shutil
 
     from .data.io import to_tensor
-    from .deblur_trainer import charbonnier_loss
+    from .losses import charbonnier_loss
     from .nets import registry
     from .shipped import resolve_deblurrer
 

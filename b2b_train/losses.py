@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "psnr_loss",
+    "charbonnier_loss",
     "GAN_MODES",
     "r1_penalty",
     "as_logit_list",
@@ -48,6 +50,23 @@ __all__ = [
     "GradientPenalty",
     "MultiScalePerceptualLoss",
 ]
+
+
+# -- pixel losses (the deblurrer's, the BKE's and distillation's reconstruction terms)
+
+
+def psnr_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """NAFNet's PSNR loss: mean over the batch of ``10·log10(mse)`` (= minus the PSNR, peak 1).
+
+    ``pred``, ``target``: (N,C,H,W). Returns a scalar; lower is better.
+    """
+    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+    return (10.0 / math.log(10.0)) * torch.log(mse + eps).mean()
+
+
+def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Mean Charbonnier (smooth L1) loss ``mean(sqrt((pred - target)² + eps²))``."""
+    return torch.sqrt((pred.float() - target.float()).pow(2) + eps * eps).mean()
 
 GanMode = Literal["vanilla", "hinge", "lsgan"]
 GAN_MODES: tuple[str, ...] = ("vanilla", "hinge", "lsgan")

@@ -216,7 +216,7 @@ def train_prior(cfg: PriorConfig, clips: Sequence[str | os.PathLike], out_dir: s
     Returns ``out_dir/translator-prior.safetensors`` (a translator file: ``b2b-train translator
     --set model.init=FILE`` starts from it), or the checkpoint when stopped at ``stop_at``."""
     from .checkpoint import state_dict_digest
-    from .deblur_trainer import psnr_loss
+    from .losses import psnr_loss
     from .distill import PairSampler
     from .losses import lowpass_l1
     from .metrics import psnr

@@ -253,7 +253,7 @@ def finetune_naive(args, work: Path, budget: dict, base: Path) -> Path:
 def finetune_pairs(args, work: Path, budget: dict, base: Path) -> Path:
     """Upper bound: fine-tune on the unknown camera's own pairs (PSNR loss, Adam, random crops)."""
     from b2b_train.data.io import list_images, read_image, to_tensor
-    from b2b_train.deblur_trainer import psnr_loss
+    from b2b_train.losses import psnr_loss
     from b2b_train.nets import registry
     from b2b_train.trainutil import pick_device, progress
 

@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from b2b_train.blur import make_known_blur  # noqa: E402
 from b2b_train.data.bank import ImageBank  # noqa: E402
 from b2b_train.data.io import list_images, read_image  # noqa: E402
-from b2b_train.deblur_trainer import CropSampler, SharpSet, psnr_loss  # noqa: E402
+from b2b_train.deblur_trainer import CropSampler, SharpSet  # noqa: E402
+from b2b_train.losses import psnr_loss  # noqa: E402
 from b2b_train.nets import registry  # noqa: E402
 from b2b_train.trainutil import autocast_dtype, pick_device  # noqa: E402
 

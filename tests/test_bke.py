@@ -10,7 +10,8 @@ import torch
 
 from b2b_train.blur import make_known_blur
 from b2b_train.blur.bke_transfer import BKETransfer, PairedImages, load_bke, pair_folders
-from b2b_train.bke_trainer import BKEConfig, charbonnier, cosine_restarts, sample_batch, train_bke
+from b2b_train.bke_trainer import BKEConfig, cosine_restarts, sample_batch, train_bke
+from b2b_train.losses import charbonnier_loss as charbonnier
 from b2b_train.checkpoint import load_weights
 from b2b_train.config import load_config
 from b2b_train.data.io import read_image, to_tensor, to_uint8, write_image

@@ -15,10 +15,10 @@ from b2b_train.deblur_trainer import (
     cosine_factor,
     load_deblurrer_config,
     load_sharp_sets,
-    psnr_loss,
     train_deblurrer,
 )
 from b2b_train.errors import ConfigError, DataError
+from b2b_train.losses import psnr_loss
 from b2b_train.metrics import psnr
 
 

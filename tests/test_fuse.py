@@ -55,7 +55,7 @@ def unfused(tr, db, frames: np.ndarray, multiple: int = 1) -> np.ndarray:
     with torch.no_grad():
         for img in frames:
             h, w = img.shape[:2]
-            x = pad_to_multiple(to_tensor(img)[None], multiple)
+            x = pad_to_multiple(to_tensor(img)[None], multiple, mode="replicate")
             if tr is not None:
                 x = tr(x)
                 x = (x[-1] if isinstance(x, (list, tuple)) else x).clamp(0, 1)
@@ -151,7 +151,7 @@ def test_net_multiple_and_arguments():
     with pytest.raises(ValueError):
         FusedDeblur(None, nn.Identity(), pad_mode="zeros")
     x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).view(2, 3, 5, 7)
-    p = pad_to_multiple(x, 4)
+    p = pad_to_multiple(x, 4, mode="replicate")
     assert p.shape == (2, 3, 8, 8) and torch.equal(p[..., :5, :7], x)
     assert torch.equal(p[..., 7, :7], x[..., 4, :])  # replicate: last row repeated
     assert pad_to_multiple(x, 1) is x

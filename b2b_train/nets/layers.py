@@ -215,8 +215,11 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "constant") -> t
     """Pad (N, C, H, W) at the bottom and right to sides divisible by ``multiple``.
 
     ``mode``: "constant" (zeros, NAFNet's choice), "reflect" (Restormer's test script) or
-    "replicate". Reflect falls back to replicate where a side is too short to reflect.
+    "replicate". Reflect falls back to replicate where a side is too short to reflect. Returns
+    ``x`` itself when nothing needs padding (``multiple`` <= 1 or sides already divisible).
     """
+    if multiple <= 1:
+        return x
     h, w = x.shape[-2:]
     ph, pw = pad_amount(h, w, multiple)
     if ph == 0 and pw == 0:

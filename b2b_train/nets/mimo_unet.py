@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .layers import pad_to_multiple
 from .registry import NetSpec, StateDict, register
 
 __all__ = ["MIMOUNet", "pyramid", "pad_to_multiple", "remap_blur2blur", "MULTIPLE"]
@@ -50,21 +51,6 @@ def pyramid(x: torch.Tensor, levels: int = 3) -> list[torch.Tensor]:
     for _ in range(levels - 1):
         out.append(out[-1][..., ::2, ::2])
     return out[::-1]
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect") -> torch.Tensor:
-    """Pad the bottom and right of ``x`` (N, C, H, W) so H and W are multiples of ``multiple``.
-
-    ``reflect`` falls back to ``replicate`` when a side is too small to reflect.
-    """
-    h, w = x.shape[-2:]
-    ph = (multiple - h % multiple) % multiple
-    pw = (multiple - w % multiple) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    if mode == "reflect" and (ph >= h or pw >= w):
-        mode = "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 def _halve(x: torch.Tensor) -> torch.Tensor:
@@ -251,7 +237,7 @@ class MIMOUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h, w = x.shape[-2:]
-        outs = self.forward_padded(pad_to_multiple(x, MULTIPLE))
+        outs = self.forward_padded(pad_to_multiple(x, MULTIPLE, mode="reflect"))
         if h % MULTIPLE == 0 and w % MULTIPLE == 0:
             return outs
         sizes = [((h + 3) // 4, (w + 3) // 4), ((h + 1) // 2, (w + 1) // 2), (h, w)]
