@@ -2,7 +2,7 @@
 
 MediaPipe looks at a hand through a small crop, so on a CPU most of a whole-frame deblur is spent on
 pixels the tracker never reads. :class:`RoiEngine` wraps per-size engines and deblurs only boxes
-around the hands tracked most recently (one per hand, or one for hands close together) (the pipeline feeds them back through :meth:`observe_hands`),
+around the hands tracked most recently (one per hand, or one for two hands where that is cheaper) (the pipeline feeds them back through :meth:`observe_hands`),
 pasting the result into the raw frame before tracking. The box is one of a few fixed sizes
 (``buckets``, square sides in pixels, clipped to the frame) so static-shape engines (ONNX Runtime,
 TensorRT) are built once per size and stay cached. The whole frame is deblurred when no hand is
@@ -86,29 +86,25 @@ def bucket_box(box: Box | None, buckets: Sequence[int], width: int, height: int)
 
 def hand_boxes(hands: Sequence[dict] | None, buckets: Sequence[int], width: int, height: int,
                margin: float = 0.5) -> list[Box] | None:
-    """Fixed-size boxes covering every hand: one per hand, or one for two hands whose boxes overlap
-    when a bucket holds both. ``[]`` without hands; None when some hand fits no bucket."""
+    """Fixed-size boxes covering every hand: one per hand, two merged into one where a bucket holds both
+    in no more pixels than their two boxes. ``[]`` without hands; None when some hand fits no bucket."""
     hands = [h for h in hands or [] if h.get("landmarks")]
     groups = [[h] for h in hands]
     merged = True
-    while merged and len(groups) > 1:  # merge overlapping hands while one bucket still holds them
+    while merged and len(groups) > 1:  # merge while one box costs no more than two
         merged = False
         for i in range(len(groups)):
             for j in range(i + 1, len(groups)):
                 a, b = (bucket_box(hands_box(g, width, height, margin), buckets, width, height) for g in (groups[i], groups[j]))
                 both = bucket_box(hands_box(groups[i] + groups[j], width, height, margin), buckets, width, height)
-                if a is not None and b is not None and both is not None and _overlap(a, b):
+                if a is not None and b is not None and both is not None and both.area <= a.area + b.area:
                     groups[i] = groups[i] + groups.pop(j)
                     merged = True
                     break
             if merged:
                 break
     boxes = [bucket_box(hands_box(g, width, height, margin), buckets, width, height) for g in groups]
-    return None if any(b is None for b in boxes) else [b for b in boxes]
-
-
-def _overlap(a: Box, b: Box) -> bool:
-    return a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
+    return None if any(b is None for b in boxes) else boxes
 
 
 def paste(frame: np.ndarray, patch: np.ndarray, box: Box) -> np.ndarray:

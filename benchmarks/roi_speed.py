@@ -47,7 +47,7 @@ def main(argv=None) -> int:
              f"`b2b-stream bench` on `{args.camera}` at {size[0]}x{size[1]}, {args.frames} frames per stage, the shipped "
              f"deblurrer alone ({res['none']['engine']['backend']}), MediaPipe hand tracking on; inference gets "
              "1 of the 2 cores while tracking runs. `--roi hands` deblurs boxes of 160-352 px around the hands tracked "
-             "on the frame before (one per hand, merged when close; whole frame without hands and every 30 frames). "
+             "on the frame before (one per hand, or one for both where that costs fewer pixels; whole frame without hands and every 30 frames). "
              "Infer alone with `--roi hands` follows the hands tracked on the raw frames.", "",
              "| deblurred | infer alone (fps) | track alone (fps) | pipeline (fps) | latency p50 / p95 (ms) | efficiency | box frames |",
              "|---|---:|---:|---:|---:|---:|---:|"]

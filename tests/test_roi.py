@@ -57,9 +57,12 @@ def test_boxes_follow_a_moving_hand_stay_inside_the_frame_and_use_fixed_sizes():
     assert bucket_box(hands_box(apart, w, h), buckets, w, h) is None
     two = hand_boxes(apart, buckets, w, h)
     assert len(two) == 2 and two[0].x + two[0].w < two[1].x
-    # two hands touching: one box holds both
-    one = hand_boxes([_hand(0.45, 0.5), _hand(0.55, 0.5)], buckets, w, h)
-    assert len(one) == 1 and one[0] == bucket_box(hands_box([_hand(0.45, 0.5), _hand(0.55, 0.5)], w, h), buckets, w, h)
+    # two hands touching: one box holds both in fewer pixels than two
+    close = [_hand(0.48, 0.5), _hand(0.52, 0.5)]
+    one = hand_boxes(close, buckets, w, h)
+    assert len(one) == 1 and one[0] == bucket_box(hands_box(close, w, h), buckets, w, h)
+    # near but apart: one box would need a 288 px bucket, two 160 px ones cost less
+    assert len(hand_boxes([_hand(0.45, 0.5), _hand(0.55, 0.5)], buckets, w, h)) == 2
     # a hand too large for any bucket: None (whole frame); no hands: no boxes
     assert hand_boxes([_hand(0.5, 0.5, 0.6)], buckets, w, h) is None and hand_boxes([], buckets, w, h) == []
     assert hands_box([], w, h) is None and bucket_box(None, buckets, w, h) is None
