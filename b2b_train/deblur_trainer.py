@@ -427,7 +427,11 @@ def evaluate_pairs(net: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]
     finally:
         net.train(was_training)
     mean = lambda v: float(sum(v) / max(1, len(v)))  # noqa: E731
-    return {"psnr": mean(ps), "ssim": mean(ss), "input_psnr": mean(ips), "input_ssim": mean(iss), "outputs": outs}
+    # a validation image the domain left untouched (its sharp share, no noise) has input PSNR inf: the
+    # input mean is over the degraded ones, so it stays a number
+    finite = [p for p in ips if p != float("inf")]
+    return {"psnr": mean(ps), "ssim": mean(ss), "input_psnr": mean(finite) if finite else float("inf"),
+            "input_ssim": mean(iss), "outputs": outs}
 
 
 # ----------------------------------------------------------------------------- training
