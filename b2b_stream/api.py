@@ -32,9 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from b2b_train.errors import B2BError
-
 from .pipeline import _END, Pipeline, Slot, StreamConfig, make_engine, make_tracker
+from .roi import require_tracking
 
 __all__ = ["StreamFrame", "Stream", "open"]
 
@@ -199,8 +198,7 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
         cfg = dataclasses.replace(cfg, smooth=bool(smooth))
     if roi is not None:
         cfg = dataclasses.replace(cfg, roi=roi)
-    if cfg.roi == "hands" and track in (None, "none", False):
-        raise B2BError("roi='hands' follows the tracked hands: it needs track='hands'")
+    require_tracking(cfg.roi, track)
     source = open_source(camera, width, height, fps, realtime=realtime, loop=loop,
                          stall_timeout=cfg.stall_timeout_s, reconnect_timeout=cfg.reconnect_timeout_s)
     tracker = None

@@ -241,8 +241,7 @@ def make_engine(profile=None, backend: str = "auto", precision: str = "fp32", de
         def build(s):
             return make_engine(profile, backend, precision, device, s, home=home, say=say, lite=lite)
 
-        engine = RoiEngine(build, size, buckets=config.roi_buckets, margin=config.roi_margin,
-                           full_every=config.roi_full_every)
+        engine = RoiEngine.from_config(build, size, config)
         say(f"--roi hands: boxes {', '.join(f'{w}x{h}' for w, h in engine.info['roi']['buckets'])} around the hands, "
             f"whole frame without hands and every {config.roi_full_every} frames")
         return engine

@@ -23,7 +23,7 @@ import numpy as np
 
 from b2b_train.errors import B2BError
 
-__all__ = ["Box", "hands_box", "hand_boxes", "bucket_box", "paste", "RoiEngine", "DEFAULT_BUCKETS"]
+__all__ = ["Box", "hands_box", "hand_boxes", "bucket_box", "paste", "RoiEngine", "require_tracking", "DEFAULT_BUCKETS"]
 
 DEFAULT_BUCKETS = (160, 224, 288, 352)
 
@@ -116,6 +116,12 @@ def paste(frame: np.ndarray, patch: np.ndarray, box: Box) -> np.ndarray:
     return out
 
 
+def require_tracking(roi: str | None, track) -> None:
+    """``--roi hands`` follows the tracked hands: refuse it without hand tracking (run, bench, open)."""
+    if roi == "hands" and track in (None, "none", False):
+        raise B2BError("--roi hands (roi='hands') follows the tracked hands: it needs --track hands")
+
+
 class RoiEngine:
     """An engine that deblurs only the box around the last tracked hands; see the module docstring.
 
@@ -164,6 +170,11 @@ class RoiEngine:
         self.precision = getattr(self.full, "precision", "-")
         self.info = dict(getattr(self.full, "info", {}) or {})
         self.info["roi"] = {"buckets": [list(s) for s in sizes], "margin": self.margin, "full_every": self.full_every}
+
+    @classmethod
+    def from_config(cls, make_engine: Callable[[tuple[int, int]], object], size: tuple[int, int], cfg) -> "RoiEngine":
+        """The engine a :class:`~b2b_stream.pipeline.StreamConfig`'s ``roi_*`` settings describe."""
+        return cls(make_engine, size, buckets=cfg.roi_buckets, margin=cfg.roi_margin, full_every=cfg.roi_full_every)
 
     def observe_hands(self, hands: list | None) -> None:
         """The hands tracked on the latest frame (called from the tracking thread)."""

@@ -291,7 +291,6 @@ class WindowSink(Sink):
         ok, why = display_available()
         if not ok:
             raise B2BError(f"--show needs a display: {why}; use --out FILE.mp4 to save the result instead")
-
         self.title = title
         self.stats = stats
         self.draw = draw
@@ -310,16 +309,12 @@ class WindowSink(Sink):
         right = draw_hands(item.image, item.hands) if (self.draw and item.hands) else item.image
         roi = getattr(item, "roi", None)
         if self.draw and roi:  # --roi hands: the boxes that were deblurred
-            import cv2
-
             right = np.ascontiguousarray(right).copy() if right is item.image else right
             for x, y, w, h in roi:
                 cv2.rectangle(right, (x, y), (x + w - 1, y + h - 1), (255, 200, 0), 1, cv2.LINE_AA)
         img = np.ascontiguousarray(side_by_side(item.raw, right))
         labels = getattr(self, "labels", None)
         if labels:
-            import cv2
-
             h, w = item.raw.shape[:2]
             scale = max(0.4, min(1.0, h / 720.0))
             for x0, text in ((0, labels[0]), (w, labels[1])):
@@ -330,7 +325,6 @@ class WindowSink(Sink):
         return img
 
     def write(self, item) -> None:
-
         if not self._open:
             return
         img = self.compose(item)

@@ -165,3 +165,27 @@ def test_roi_pipeline_on_a_real_clip_boxes_the_tracked_hands(asl_clips, hand_mod
                    for p in items[max(0, i - 3) : i] if p.hands)
         boxed += 1
     assert boxed > 10
+
+
+def test_window_draws_the_deblurred_boxes():
+    from b2b_stream.pipeline import Item
+    from b2b_stream.sinks import WindowSink
+
+    raw = np.full((120, 160, 3), 40, np.uint8)
+    sink = WindowSink.__new__(WindowSink)  # compose() needs no display
+    sink.draw, sink.stats = True, None
+    item = Item(0, 0.0, raw, image=raw.copy(), roi=[[20, 30, 64, 48]])
+    right = sink.compose(item)[:, 160:]
+    assert (right[30, 20:84] != 40).any() and (right[77, 20:84] != 40).any()  # top and bottom edges
+    assert (right[40:70, 30:74] == 40).all() and (right[:, 100:] == 40).all()  # inside and outside untouched
+    assert (item.image == 40).all()  # the frame itself is not drawn on
+
+
+def test_roi_hands_without_tracking_is_refused_before_anything_opens():
+    import b2b_stream
+    from b2b_stream.roi import require_tracking
+
+    require_tracking("hands", "hands")
+    require_tracking("none", "none")
+    with pytest.raises(B2BError, match="--track hands"):
+        b2b_stream.open(camera="no-such-camera.mp4", roi="hands", track="none")

@@ -127,13 +127,10 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
 
         if roi == "hands":
             from b2b_stream.pipeline import StreamConfig
-            from b2b_stream.roi import RoiEngine
+            from b2b_stream.roi import RoiEngine, require_tracking
 
-            if track == "none":
-                raise B2BError("--roi hands follows the tracked hands: it needs --track hands")
-            cfg = StreamConfig()
-            engine = RoiEngine(build, (w, h), buckets=cfg.roi_buckets, margin=cfg.roi_margin,
-                               full_every=cfg.roi_full_every)
+            require_tracking(roi, track)
+            engine = RoiEngine.from_config(build, (w, h), StreamConfig())
         else:
             engine = build((w, h))
     raw_hands = None

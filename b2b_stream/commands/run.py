@@ -77,6 +77,7 @@ def run(camera, profile_name, lite, home, show, track, out, landmarks, report, f
     from b2b_train.config import load_config
     from b2b_stream.pipeline import Pipeline, StreamConfig, make_engine, make_tracker, set_inference_threads
     from b2b_stream.profile import Profile
+    from b2b_stream.roi import require_tracking
     from b2b_stream.sinks import JsonlSink, VideoSink, VirtualCamSink, WindowSink, display_available
     from b2b_stream.sources import open_source
 
@@ -86,8 +87,7 @@ def run(camera, profile_name, lite, home, show, track, out, landmarks, report, f
         cfg.smooth = True
     if roi is not None:
         cfg.roi = roi
-    if cfg.roi == "hands" and track == "none":
-        raise B2BError("--roi hands follows the tracked hands: it needs --track hands")
+    require_tracking(cfg.roi, track)
     if show:  # fail before opening the camera or building an engine
         ok, why = display_available()
         if not ok:
