@@ -102,6 +102,9 @@ class ModelConfig:
     # beside the main one: it sees the detail blur changes, where a PatchGAN mostly sees content
     local_d: bool = False
     local_d_kwargs: dict = field(default_factory=dict)
+    # blur-preserving DiffAugment of everything D sees, real and fake alike (data/diffaugment.py):
+    # "" (off) or a comma list of color, translation, cutout; for small S, which D can memorise
+    d_augment: str = ""
     # a translator file G starts from instead of its fresh initialisation (e.g. b2b's translator
     # prior, b2b_train/prior.py); it must hold the same generator as model.generator
     init: str | None = None
@@ -314,6 +317,22 @@ def _center_crops(fs, size: int) -> torch.Tensor:
         y, x = (h - side) // 2, (w - side) // 2
         out.append(torch.from_numpy(np.array(f[y : y + side, x : x + side])).permute(2, 0, 1).float() / 255.0)
     return torch.stack(out)
+
+
+def _tiles(fs, size: int) -> torch.Tensor:
+    """(n, 3, size, size): every frame of a FrameSet cut into non-overlapping ``size`` px tiles
+    (the frame's centre region; frames smaller than a tile give none)."""
+    out = []
+    for i in range(len(fs)):
+        f = torch.from_numpy(np.array(fs.image(i))).permute(2, 0, 1).float() / 255.0
+        h, w = f.shape[-2:]
+        if min(h, w) < size:
+            continue
+        ny, nx = h // size, w // size
+        y0, x0 = (h - ny * size) // 2, (w - nx * size) // 2
+        out += [f[:, y0 + r * size : y0 + (r + 1) * size, x0 + c * size : x0 + (c + 1) * size]
+                for r in range(ny) for c in range(nx)]
+    return torch.stack(out) if out else torch.zeros(0, 3, size, size)
 
 
 def _hold_out(fs, k: int):
@@ -647,6 +666,9 @@ class TranslatorTrainer:
             self.notes["init"] = str(cfg.model.init)
         self.D = _build_discriminator(cfg).to(self.device)
         self._check_d_fits()
+        from .data.diffaugment import parse_policy
+
+        parse_policy(cfg.model.d_augment)  # an unknown operation stops here, not at the first step
         self.dist.broadcast_module(self.G)
         self.dist.broadcast_module(self.D)
         if cfg.loss.content == "lowpass":  # no VGG to build (nor its warning about random features)
@@ -820,6 +842,18 @@ class TranslatorTrainer:
         s = (int(self.cfg.train.seed) * 1_000_003 + self.dist.rank * 7_919 + self.step * 104_729) % (2**63 - 1)
         return torch.Generator(device=device or "cpu").manual_seed(s)
 
+    def _d_augmenter(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``model.d_augment`` for this step (identity when off): fresh draws per call from a
+        generator of its own, seeded by the step, so resume is exact and the data draws do not shift."""
+        policy = self.cfg.model.d_augment
+        if not policy:
+            return lambda t: t
+        from .data.diffaugment import diff_augment
+
+        g = self._generator(self.device)
+        g.manual_seed(g.initial_seed() ^ 0xD1FFA)
+        return lambda t: diff_augment(t, policy, generator=g)
+
     def _known_blur_step(self, sharp: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """K for this step's S crops: on the batched path with static shapes from a device generator
         (its own stream, so the host generator ``gen`` draws the same as on the per-crop path)."""
@@ -878,13 +912,15 @@ class TranslatorTrainer:
 
         # ---- D step (Eq. 7)
         self.D.requires_grad_(True)
+        aug = self._d_augmenter()
+        yk_d = aug(yk)
         with self._autocast():
-            real_logits = L.as_logit_list(self.D(yk))
-            fake_logits = L.as_logit_list(self.D([f.detach() for f in fake_d]) if cfg.model.multiscale_d
-                                      else self.D(fake_d[0].detach()))
+            real_logits = L.as_logit_list(self.D(yk_d))
+            fake_logits = L.as_logit_list(self.D([aug(f.detach()) for f in fake_d]) if cfg.model.multiscale_d
+                                      else self.D(aug(fake_d[0].detach())))
             adv_d = L.d_adversarial_loss(real_logits, fake_logits, cfg.loss.gan_mode) * cfg.loss.d_loss_scale
         if cfg.loss.lambda_grad > 0 and cfg.loss.penalty == "r1":
-            gp = L.r1_penalty(self.D, yk, create_graph=True)
+            gp = L.r1_penalty(self.D, yk_d, create_graph=True)
         elif cfg.loss.lambda_grad > 0:
             anchor = yb if cfg.loss.gp_between == "input" else yk
             mix, _ = L.interpolate(anchor, fake[-1].detach(), generator=gen)
@@ -912,7 +948,8 @@ class TranslatorTrainer:
         else:
             fake_g = fake
         with self._autocast():
-            logits_g = L.as_logit_list(self.D(fake_g) if cfg.model.multiscale_d else self.D(fake_g[-1]))
+            logits_g = L.as_logit_list(self.D([aug(f) for f in fake_g]) if cfg.model.multiscale_d
+                                       else self.D(aug(fake_g[-1])))
             adv_g = L.g_adversarial_loss(logits_g, cfg.loss.gan_mode)
             rec = self._content_loss(fake_g, ins)
         loss_g = L.generator_total(adv_g, rec, cfg.loss.lambda_rec)
@@ -1011,19 +1048,33 @@ class TranslatorTrainer:
 
     def _d_separation(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """AUC of D's score for K over held-apart B (``val_d_auc``: does D see the camera's blur at
-        all? 0.5 = no) and over G(B) (``val_d_auc_translated``: 0.5 = G fools D)."""
+        all? 0.5 = no) and over G(B) (``val_d_auc_translated``: 0.5 = G fools D). Scored per
+        training-size tile of the whole held-apart frames (a handful of centre crops gives an AUC
+        in steps of 1/16, too coarse to tell a D that learns from one that does not); K from as
+        many tiles of S frames spread over the set, blurred once with a fixed draw."""
         from .losses import critic_score
         from .probe import auc
 
+        size = self.cfg.data.crop
         if self.val_known is None:
-            s = _center_crops(_hold_out(self.S, len(self.val))[1], x.shape[-1]).to(self.device)
+            self.val_tiles = _tiles(self.val, size).to(self.device)
+            n_s = min(len(self.S), max(1, len(self.val)) * 4)
+            s = _tiles(_hold_out(self.S, n_s)[1], size)[: len(self.val_tiles)].to(self.device)
             g = torch.Generator(device=self.device).manual_seed(int(self.cfg.train.seed) + 17)
             self.val_known = self.known(s, g).float().clamp(0, 1)
-        k = self.val_known
+        k, b = self.val_known, self.val_tiles
+        if not len(k) or not len(b):
+            return {}
+        self.G.eval()
         try:
-            sk, sb, sy = (critic_score(self.D(t)) for t in (k, x, y))
+            with self._autocast():
+                gb = torch.cat([self.G(b[i : i + 8])[-1].float().clamp(0, 1) for i in range(0, len(b), 8)])
+                sk, sb, sy = (torch.cat([critic_score(self.D(t[i : i + 8])) for i in range(0, len(t), 8)])
+                              for t in (k, b, gb))
         except (RuntimeError, ValueError):  # crops too small for this D: no AUC rather than no validation
             return {}
+        finally:
+            self.G.train()
         return {"val_d_auc": auc(sk, sb), "val_d_auc_translated": auc(sk, sy)}
 
     # ----------------------------------------------------------------------------- main loop
