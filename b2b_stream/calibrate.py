@@ -5,6 +5,10 @@
 Steps (each resumable; rerunning continues where it stopped, ``fresh=True`` restarts training):
 
 1. check the profile holds enough blurry and sharp material, and say how to record what is missing;
+   then probe it (:mod:`b2b_train.probe`): a discriminator trained alone tells how well the blurry
+   clips differ from the sharp ones and from each candidate known blur, and the probe chooses the
+   known blur's kernel extent (at least as blurry as the camera's, the nearest to it), written to
+   ``profiles/<name>/known.yaml`` for the translator; its AUCs go to ``probe.json`` and the report;
 2. train the blur->blur translator with :func:`b2b_train.trainer.train_translator` on the profile's
    clips (``profiles/<name>/translator/``: checkpoints, logs, sample grids, loss plot), then copy the
    final weights to ``profiles/<name>/translator.safetensors``;
@@ -35,9 +39,12 @@ from b2b_train.errors import B2BError
 from .pipeline import _jsonable
 from .profile import Profile
 
-__all__ = ["MIN_FRAMES", "check_material", "calibrate", "default_config"]
+__all__ = ["MIN_FRAMES", "PROBE_EXTENTS", "check_material", "probe_known", "calibrate", "default_config"]
 
 MIN_FRAMES = 16  # per label; far fewer frames cannot tell the camera's blur from its content
+# candidate kernel extents (px) the probe chooses the known blur from: a webcam's blur at 640x480 is
+# rarely beyond 15 px, and the shipped deblurrer restores 3-11 px best (BENCHMARKS.md deblurrer)
+PROBE_EXTENTS = ((3.0, 7.0), (3.0, 11.0), (3.0, 15.0))
 
 
 def default_config() -> str:
@@ -135,9 +142,56 @@ def _hand_rates(frames: list[tuple[str, np.ndarray]], engines: dict, say: Callab
     return out
 
 
-def _verdict(train_meta: dict, hands: dict | None, tolerance: float = 0.05) -> list[str]:
+def probe_known(prof: Profile, known: str | None, steps: int, counts: dict, fresh: bool = False,
+                say: Callable[[str], None] = print) -> tuple[str | None, dict | None]:
+    """Probe the profile's clips and choose the known blur's extent: ``(known YAML path, report)``, or
+    ``(known, None)`` where nothing is probed (``steps`` 0, or a BKE known blur, which has no extent).
+
+    The report is kept in ``probe.json`` with the material it was made from; an unchanged profile
+    reuses it (and so trains with the same K, which a resumed translator run requires)."""
+    if steps <= 0 or (known or "").startswith("bke:"):
+        return known, None
+    from b2b_train.deblur_trainer import read_media
+    from b2b_train.probe import ProbeConfig, choose_known, extent_candidates, known_yaml
+
+    base = known or "kernels"
+    out_json, out_yaml = prof.root / "probe.json", prof.root / "known.yaml"
+    key = {"material": counts, "known": base, "steps": steps, "extents": [list(e) for e in PROBE_EXTENTS]}
+    if not fresh and out_json.is_file() and out_yaml.is_file():
+        try:
+            old = json.loads(out_json.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if old.get("key") == key:
+            say(f"probe: reusing {out_json} (chosen known blur {old['chosen']})")
+            return str(out_yaml), old
+    blurry = read_media([prof.clips_dir("blurry")], frame_step=10)
+    sharp = read_media([prof.clips_dir("sharp")], frame_step=10)
+    crop = max(24, min(64, *(min(f.shape[:2]) for f in blurry + sharp)) // 4 * 4)
+    cfg = ProbeConfig(steps=steps, batch=8, crop=crop, discriminator_kwargs={"channels": [16, 32, 32]})
+    say(f"probe: can a discriminator tell the blurry clips from the sharp ones and from the known blur? "
+        f"({len(blurry)} blurry, {len(sharp)} sharp frames, {steps} steps per pair)")
+    cands = extent_candidates(base, PROBE_EXTENTS)
+    rep = choose_known(blurry, sharp, cands, cfg, log=say)
+    extent = dict(zip(cands, PROBE_EXTENTS))[rep["chosen"]]
+    rep.update(key=key, known=base, extent=list(extent))
+    atomic_write(out_yaml, known_yaml(base, extent).encode())
+    atomic_write(out_json, (json.dumps(rep, indent=1, default=str) + "\n").encode())
+    say(f"probe: known blur {base} at {rep['chosen']} ({out_yaml})")
+    return str(out_yaml), rep
+
+
+def _verdict(train_meta: dict, hands: dict | None, tolerance: float = 0.05, probe: dict | None = None) -> list[str]:
     """What the user should know before trusting the profile (the report's ``warnings``)."""
     out = []
+    if probe:
+        if probe.get("note"):
+            out.append("probe: " + probe["note"])
+        chosen = (probe.get("candidates") or {}).get(probe.get("chosen")) or {}
+        if chosen.get("auc") is not None and chosen["auc"] < 0.55:
+            out.append(f"probe: the camera's blur already looks like the known blur ({probe['chosen']}, AUC "
+                       f"{chosen['auc']:.2f}): the translator has little to change, expect b2b close to the "
+                       "deblurrer alone")
     prov = (train_meta or {}).get("provenance") or {}
     note = (prov.get("known_match") or {}).get("note")
     if note:
@@ -196,6 +250,7 @@ def calibrate(
     eval_frames: int = 24,
     lite: bool = False,
     lite_iters: int | None = None,
+    probe_steps: int = 200,
     home: str | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
@@ -213,6 +268,9 @@ def calibrate(
         f"{counts['sharp']['frames']} sharp frames in {counts['sharp']['clips']} clip(s)"
     )
     cfg_name = default_config() if config == "auto" else config
+    train_known, probe = probe_known(prof, known, probe_steps, counts, fresh=fresh, say=say)
+    if probe is not None:  # the probe's choice replaces the trainer's Laplacian strength matching
+        overrides = tuple(overrides) + ("data.match_known_blur=false",)
     say(f"training the translator (config {cfg_name}{', fresh' if fresh else ''}) in {prof.translator_dir}")
     weights = tr.train_translator(
         prof.clips_dir("blurry"),
@@ -220,7 +278,7 @@ def calibrate(
         prof.translator_dir,
         config=cfg_name,
         overrides=overrides,
-        known=known,
+        known=train_known,
         iters=iters,
         progress=progress,
         fresh=fresh,
@@ -288,7 +346,7 @@ def calibrate(
             train_meta = json.loads(meta_file.read_text())
         except json.JSONDecodeError:
             train_meta = {}
-    warnings = _verdict(train_meta, hands)
+    warnings = _verdict(train_meta, hands, probe=probe)
     for w in warnings:
         say("warning: " + w)
     report = {
@@ -301,6 +359,8 @@ def calibrate(
         "engine": {"backend": engine.backend, "device": str(engine.device), "size": list(size), "info": _jsonable(engine.info)},
         "evaluation": {k: ev.get(k) for k in ("n_images", "sharpness", "psnr", "ssim", "protocol", "notes") if k in ev},
         "hand_detection_rate": hands,
+        **({"probe": {k: probe.get(k) for k in ("auc_b_vs_s", "target", "candidates", "chosen", "extent", "known", "note")}}
+           if probe else {}),
         **({"lite": lite_report} if lite_report is not None else {}),
         "samples": [str(grid)] if grid.is_file() else [],
         "warnings": warnings,

@@ -7,6 +7,8 @@ Layout under :func:`home` (``$B2B_HOME`` or the current directory)::
         clips/sharp/*.mkv       recorded clips, each with a JSON of metadata beside it
         clips/blurry/*.mkv
         frames/                 frames extracted from the clips (a cache; safe to delete)
+        probe.json              the probe's AUCs and chosen known blur (calibrate)
+        known.yaml              the known blur the translator learns to produce (the probe's choice)
         translator/             translator training run (checkpoints, logs)
         translator.safetensors  the final translator
         report.json             evaluation report

@@ -825,7 +825,6 @@ def open_source(
             raise SourceError(f"{value}: no images ({', '.join(IMAGE_SUFFIXES[:4])}...) in this folder")
         do_loop = bool(loop)
         op = lambda: _FolderCapture(paths, loop=do_loop)  # noqa: E731
-        native_fps = None
         name = "folder"
     else:  # file or demo
         path = Path(value)
@@ -835,12 +834,10 @@ def open_source(
             single = [path]
             do_loop = bool(loop)
             op = lambda: _FolderCapture(single, loop=do_loop)  # noqa: E731
-            native_fps = None
             name = "image"
         else:
             do_loop = bool(loop) if loop is not None else kind == "demo"
             op = lambda: _FileCapture(path, loop=do_loop)  # noqa: E731
-            native_fps = None
             name = kind
     rt = bool(realtime) if realtime is not None else kind == "demo"
     pace = None

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from .deblur_trainer import CropSampler, SharpSet
-from .errors import DataError
+from .errors import ConfigError, DataError
 
-__all__ = ["ProbeConfig", "auc", "ProbeCrops", "separation", "choose_known"]
+__all__ = ["ProbeConfig", "auc", "ProbeCrops", "separation", "choose_known", "parse_extents", "extent_candidates",
+           "known_yaml"]
 
 
 @dataclass
@@ -187,3 +188,36 @@ def choose_known(
             "record blurrier clips (faster motion) or sharper ones (slower motion, more light)")
     report.update(chosen=chosen, note=note)
     return report
+
+
+def parse_extents(text: str) -> list[tuple[float, float]]:
+    """``"3-7,3-11"`` -> ``[(3.0, 7.0), (3.0, 11.0)]`` (a single number is a range of one)."""
+    out = []
+    for item in text.split(","):
+        lo, _, hi = item.strip().partition("-")
+        try:
+            out.append((float(lo), float(hi or lo)))
+        except ValueError:
+            raise ConfigError(f"{item!r} is not an extent range like 3-11") from None
+    return out
+
+
+def extent_candidates(known: str, extents: Sequence[tuple[float, float]], mix: bool = False) -> dict:
+    """Candidate known blurs: the ``known`` preset at each kernel extent range, as whole-frame blur
+    (``mix=False``: what the strength of a camera's blur is compared with) or with the preset's
+    uniform/varying/local mix. Keys name the range (``"3-11 px"``)."""
+    from .blur import make_known_blur
+
+    spatial = [] if mix else ["spatial.p_uniform=1", "spatial.p_varying=0", "spatial.p_local=0", "spatial.p_sharp=0"]
+    return {f"{lo:g}-{hi:g} px" + (" (mix)" if mix else ""):
+            make_known_blur(known, overrides=[f"kernels.extent=[{lo},{hi}]", *spatial]) for lo, hi in extents}
+
+
+def known_yaml(known: str, extent: Sequence[float]) -> str:
+    """The ``known`` preset with its kernel extent set to ``extent``, as a known-blur YAML (the
+    probe's choice handed to the translator)."""
+    from .blur.synth import make_known_blur
+    from .config import dump_yaml
+
+    cfg = make_known_blur(known, overrides=[f"kernels.extent=[{float(extent[0])}, {float(extent[1])}]"]).cfg
+    return dump_yaml(cfg)

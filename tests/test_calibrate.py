@@ -68,7 +68,7 @@ def test_record_calibrate_run_end_to_end(env, b2b_home, asl_clips, hand_model):
         assert r.returncode == 0, r.stderr
 
     r = _cli(["b2b-stream", "calibrate", "--camera", "clip.mkv", "--profile", "cam", "--eval-frames", "4",
-              "--backend", "torch", *TINY], env, b2b_home, timeout=900)
+              "--backend", "torch", "--probe-steps", "10", *TINY], env, b2b_home, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     prof = Profile.open("cam", home=b2b_home)
     assert prof.translator_path.is_file()
@@ -82,13 +82,21 @@ def test_record_calibrate_run_end_to_end(env, b2b_home, asl_clips, hand_model):
     assert hands["frames"] == 4 and 0.0 <= hands["b2b"] <= 1.0 and hands["raw"] > 0.5  # ASL clips show hands
     assert report["samples"] and Path(report["samples"][0]).is_file()
     assert "frames with hands" in r.stderr + r.stdout
+    # the probe chose the known blur's extent, and the translator trained with it
+    probe = report["probe"]
+    assert set(probe["candidates"]) == {"3-7 px", "3-11 px", "3-15 px"} and probe["chosen"] in probe["candidates"]
+    assert all(0.0 <= c["auc"] <= 1.0 for c in probe["candidates"].values()) and 0.0 <= probe["auc_b_vs_s"] <= 1.0
+    lo, hi = probe["extent"]
+    assert f"{lo:g}-{hi:g} px" in report["translator"]["meta"]["provenance"]["known"]
+    assert "known blur vs blurry AUC" in r.stderr + r.stdout
     vgg = report["translator"]["meta"]["provenance"]["vgg_weights"]
     assert any("random VGG" in w for w in report["warnings"]) == (vgg == "random")
 
     # Rerunning continues (nothing to train: the run is complete) and rebuilds nothing.
-    r2 = _cli(["b2b-stream", "calibrate", "--profile", "cam", "--eval-frames", "2", "--backend", "torch", *TINY],
-              env, b2b_home, timeout=900)
+    r2 = _cli(["b2b-stream", "calibrate", "--profile", "cam", "--eval-frames", "2", "--backend", "torch",
+               "--probe-steps", "10", *TINY], env, b2b_home, timeout=900)
     assert r2.returncode == 0, r2.stderr
+    assert "probe: reusing" in r2.stderr + r2.stdout  # same material: same K, so the run resumes
 
     out, lm, rep = b2b_home / "out.mp4", b2b_home / "hands.jsonl", b2b_home / "run.json"
     r = _cli(["b2b-stream", "run", "--camera", str(by_name["milk"]), "--profile", "cam", "--backend", "torch",
@@ -115,3 +123,8 @@ def test_verdict_warns_when_the_translator_hurts_or_the_material_is_weak():
     worse = _verdict({"provenance": {"vgg_weights": "random"}}, {"frames": 10, "raw": 0.9, "deblur_only": 0.8, "b2b": 0.6})
     assert len(worse) == 2 and "random VGG" in worse[0] and "60%" in worse[1] and "80%" in worse[1]
     assert _verdict({}, None) == [] and _verdict({}, {"frames": 10, "deblur_only": 0.8, "b2b": 0.78}) == []
+    probe = {"chosen": "3-7 px", "note": "", "candidates": {"3-7 px": {"auc": 0.51}, "3-11 px": {"auc": 0.7}}}
+    said = _verdict({}, None, probe=probe)
+    assert len(said) == 1 and "already looks like the known blur" in said[0] and "0.51" in said[0]
+    probe["candidates"]["3-7 px"]["auc"] = 0.68
+    assert _verdict({}, None, probe=probe) == []

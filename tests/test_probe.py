@@ -105,3 +105,23 @@ def test_probe_command_reports_and_chooses(tmp_path, frames):
     assert "chosen" in res.output
     bad = CliRunner().invoke(cli, ["probe", "--blurry", str(tmp_path / "nope"), "--sharp", str(tmp_path / "s")])
     assert bad.exit_code != 0 and "nope" in bad.output
+
+
+def test_extents_parse_and_the_chosen_known_blur_round_trips_through_yaml(tmp_path):
+    from b2b_train.errors import ConfigError
+    from b2b_train.probe import extent_candidates, known_yaml, parse_extents
+
+    assert parse_extents("3-7, 3-11,5") == [(3.0, 7.0), (3.0, 11.0), (5.0, 5.0)]
+    with pytest.raises(ConfigError, match="3-x"):
+        parse_extents("3-x")
+    cands = extent_candidates("kernels", [(3.0, 7.0), (3.0, 11.0)])
+    assert list(cands) == ["3-7 px", "3-11 px"]
+    assert all(k.cfg.spatial.p_uniform == 1.0 and k.cfg.spatial.p_local == 0.0 for k in cands.values())
+    mixed = extent_candidates("kernels", [(3.0, 7.0)], mix=True)["3-7 px (mix)"]
+    assert mixed.cfg.spatial.p_local > 0
+    path = tmp_path / "known.yaml"
+    path.write_text(known_yaml("kernels", (3, 11)))
+    k = make_known_blur(str(path))
+    base = make_known_blur("kernels")
+    assert list(k.cfg.kernels.extent) == [3.0, 11.0]
+    assert k.cfg.spatial == base.cfg.spatial and k.cfg.noise == base.cfg.noise  # only the extent changed

@@ -23,10 +23,12 @@ from b2b_train.cliutil import overrides_argument
               help="Also distil translator + deblurrer into one network (profiles/NAME/lite.safetensors) "
                    "for `run --lite`: deblurrer speed, fidelity reported as PSNR vs the two networks.")
 @click.option("--lite-iters", type=click.IntRange(min=1), default=None, help="Distillation steps (default 600).")
+@click.option("--probe-steps", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Discriminator steps per probe pair that choose the known blur's extent (0: no probe).")
 @click.option("--home", type=click.Path(file_okay=False), default=None, help="Root of profiles/ and engines/ (default: $B2B_HOME or .).")
 @overrides_argument
 def calibrate(camera, profile_name, config, iters, known, fresh, backend, precision, device, eval_frames, lite, lite_iters,
-              home, overrides):
+              probe_steps, home, overrides):
     """Train the camera's blur translator from its recorded clips, evaluate it and build its engine.
 
     Resumable: running it again continues the training where it stopped; --fresh restarts.
@@ -58,6 +60,7 @@ def calibrate(camera, profile_name, config, iters, known, fresh, backend, precis
         eval_frames=eval_frames,
         lite=lite,
         lite_iters=lite_iters,
+        probe_steps=probe_steps,
         home=home,
         say=lambda m: console.print(f"[dim]{m}[/dim]"),
     )
@@ -82,6 +85,11 @@ def calibrate(camera, profile_name, config, iters, known, fresh, backend, precis
         table.add_row("PSNR vs translate + deblur (dB)", "", f"{lite_rep['baseline_psnr_vs_teacher']:.2f}", "",
                       f"{lite_rep['psnr_vs_teacher']:.2f}")
     console.print(table)
+    probe = report.get("probe")
+    if probe:
+        aucs = ", ".join(f"{n} {c['auc']:.2f}" for n, c in probe["candidates"].items())
+        console.print(f"probe: blurry vs sharp AUC {probe['auc_b_vs_s']:.2f}; known blur vs blurry AUC {aucs}; "
+                      f"chosen {probe['chosen']}")
     click.echo(f"report: {report_path(report_name=report['profile'], home=home)}")
     click.echo(f"next: b2b-stream run --camera {camera or 0} --profile {report['profile']}"
                f"{' --lite' if lite_rep else ''} --show")

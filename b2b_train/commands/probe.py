@@ -5,22 +5,6 @@ from __future__ import annotations
 import click
 
 
-def _candidates(known: str, extents: str, local: bool):
-    from ..blur import make_known_blur
-
-    out = {}
-    for item in extents.split(","):
-        lo, _, hi = item.strip().partition("-")
-        try:
-            lo_f, hi_f = float(lo), float(hi or lo)
-        except ValueError:
-            raise click.BadParameter(f"{item!r} is not an extent range like 3-11", param_hint="--extents") from None
-        spatial = [] if local else ["spatial.p_uniform=1", "spatial.p_varying=0", "spatial.p_local=0", "spatial.p_sharp=0"]
-        out[f"{lo_f:g}-{hi_f:g} px" + (" (mix)" if local else "")] = make_known_blur(
-            known, overrides=[f"kernels.extent=[{lo_f},{hi_f}]", *spatial])
-    return out
-
-
 @click.command(name="probe")
 @click.option("--blurry", "blurry", required=True, multiple=True, type=click.Path(exists=True),
               help="The camera's blurry frames: folders, images or clips. Repeatable.")
@@ -57,7 +41,8 @@ def probe(blurry, sharp, known, extents, mix, steps, crop, batch, channels, fram
 
     from ..cliutil import console
     from ..deblur_trainer import read_media
-    from ..probe import ProbeConfig, choose_known
+    from ..errors import ConfigError
+    from ..probe import ProbeConfig, choose_known, extent_candidates, parse_extents
 
     if threads:
         torch.set_num_threads(threads)
@@ -70,7 +55,11 @@ def probe(blurry, sharp, known, extents, mix, steps, crop, batch, channels, fram
     except ValueError:
         raise click.BadParameter(f"{channels!r} is not a comma-separated list of widths", param_hint="--channels") from None
     cfg = ProbeConfig(steps=steps, crop=crop, batch=batch, discriminator_kwargs={"channels": widths})
-    rep = choose_known(b, s, _candidates(known, extents, mix), cfg,
+    try:
+        ranges = parse_extents(extents)
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="--extents") from None
+    rep = choose_known(b, s, extent_candidates(known, ranges, mix), cfg,
                        log=lambda m: con.print(m))
     from rich.table import Table
 
