@@ -87,8 +87,8 @@ def main(argv=None) -> int:
 
     import os
 
-    from b2b_stream.engines import OnnxEngine, export_onnx, net_multiple, parse_size
-    from b2b_stream.fuse import FusedDeblur
+    from b2b_stream.engines import OnnxEngine, export_onnx, parse_size
+    from b2b_stream.fuse import FusedDeblur, net_multiple
     from b2b_train.shipped import load_default_deblurrer
     from benchmarks._report import header, update_section
 

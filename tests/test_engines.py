@@ -9,6 +9,7 @@ test_engines_compile.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,7 +72,7 @@ def test_cache_hit_miss_stale_and_corrupt(nets, frames, b2b_home):
     msgs, say = _messages()
     e1 = get_engine(None, deblurrer=db, say=say, **kw)
     assert e1.info["cache"] == "built"
-    file = engines.Path(e1.info["file"])
+    file = Path(e1.info["file"])
     manifest = file.with_suffix(".json")
     man = json.loads(manifest.read_text())
     assert man["sha256"] == engines._sha256(file) and man["key"]["size"] == [W, H]
@@ -275,3 +276,21 @@ def test_cuda_ring_settles_a_frame_before_reusing_its_buffers():
     ring.submit(frames[0], lambda x: x * 0)
     ring.submit(frames[0], lambda x: x * 0)
     assert int(p[1].result()[0, 0, 0, 0]) == 235 and int(p[2].result().max()) == 225
+
+
+def test_each_backend_name_has_one_registered_module():
+    """Every name of BACKENDS but "auto" is registered by its own backend module; available_backends
+    asks each registered backend, in BACKENDS order."""
+    from b2b_stream.engines import BACKENDS, registry
+
+    specs = [registry.spec(name) for name in BACKENDS if name != "auto"]
+    assert sorted(registry.REGISTRY) == sorted(BACKENDS[1:])
+    assert [s.name for s in specs] == list(BACKENDS[1:])
+    assert {s.name: s.ext for s in specs} == {"tensorrt": ".ep", "torch": ".safetensors", "onnxruntime": ".onnx"}
+    assert len({s.build.__module__ for s in specs}) == 3
+    assert [s.name for s in specs if s.needs_cuda] == ["tensorrt"]
+    assert engines.available_backends("cpu")[0] == "torch" and "tensorrt" not in engines.available_backends("cpu")
+    with pytest.raises(B2BError, match="unknown backend 'auto'"):
+        registry.spec("auto")
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register(registry.spec("torch"))

@@ -8,6 +8,7 @@ serves the whole file (the ONNX export is the slow part), which also exercises c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,7 +70,7 @@ def test_corrupt_onnx_file_is_rebuilt(nets, frames, home):
     tr, db, m = nets
     msgs: list[str] = []
     kw = dict(backend="onnxruntime", size=(W, H), translator=tr, deblurrer=db, home=home, say=msgs.append)
-    path = engines.Path(get_engine(None, **kw).info["file"])
+    path = Path(get_engine(None, **kw).info["file"])
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated
     eng = get_engine(None, **kw)
     assert eng.info["cache"] == "built" and any("does not match its manifest" in s for s in msgs), msgs

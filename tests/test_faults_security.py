@@ -5,8 +5,9 @@
   no ``pickle``/``marshal``/``dill``/``joblib``/``shelve`` loads, no ``yaml.load`` without a safe loader,
   no ``eval``/``exec``/``compile`` builtins, no ``np.load(allow_pickle=True)``, no ``shell=True``.
   The only deserialiser of pickled content, ``torch.export.load`` of a cached engine, is allowed in
-  ``b2b_stream/engines.py`` alone, where a file is loaded only after its SHA-256 matches a manifest
-  signed with this user's key (``test_engines.py::test_tampered_file_is_never_deserialised``).
+  the tensorrt backend (``b2b_stream/engines/tensorrt_backend.py``) alone, reached only through the
+  engine cache, where a file is loaded only after its SHA-256 matches a manifest signed with this
+  user's key (``test_engines.py::test_tampered_file_is_never_deserialised``).
 * ``b2b-stream run`` opens no listening socket: a real run is sampled while it works, its socket
   inodes matched against ``/proc/net/{tcp,tcp6,udp,udp6}`` (psutil is not installed). The detector is
   first shown to see a real listening socket, so the test can fail.
@@ -39,7 +40,8 @@ pytestmark = pytest.mark.timeout(180)
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("b2b_train", "b2b_stream", "benchmarks")
-ALLOWED = {("b2b_stream/engines.py", "torch.export.load")}
+ENGINES = REPO / "b2b_stream" / "engines"
+ALLOWED = {("b2b_stream/engines/tensorrt_backend.py", "torch.export.load")}
 
 
 def _dotted(node) -> str:
@@ -138,19 +140,42 @@ def test_no_module_unpickles_or_executes_data():
     assert found == [], "unsafe calls:\n" + "\n".join(found)
 
 
+def _functions(tree: ast.AST, name: str | None = None) -> list[ast.FunctionDef]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and name in (None, n.name)]
+
+
+def _calls(node: ast.AST, name: str) -> list[ast.Call]:
+    return [c for c in ast.walk(node) if isinstance(c, ast.Call) and _dotted(c.func) == name]
+
+
 def test_engine_deserialiser_sits_behind_the_signed_manifest_check():
-    """The one allowed ``torch.export.load`` is reached only through the manifest/HMAC check."""
-    src = (REPO / "b2b_stream" / "engines.py").read_text()
-    tree = ast.parse(src)
-    loaders = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
-               and any(isinstance(c, ast.Call) and _dotted(c.func) == "torch.export.load" for c in ast.walk(n))]
-    assert len(loaders) == 1
-    name = loaders[0].name
-    # every caller of that function (directly or through the backend table) sits after _read_manifest
-    assert "_read_manifest" in src and "hmac.compare_digest" in src
-    users = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
-             and any(isinstance(x, ast.Name) and x.id == name for x in ast.walk(n)) and n.name != name]
-    assert users, f"{name} is never referenced?"
+    """The one allowed ``torch.export.load`` is reached only through the manifest/HMAC check.
+
+    It sits in one function of the tensorrt backend, which only that backend's registered ``load``
+    uses; the selection policy hands a backend's ``load`` to nothing but the cache's ``_cached``, and
+    ``_cached`` calls it only after ``_read_manifest``, which checks the HMAC signature."""
+    trees = {p.name: ast.parse(p.read_text(), p.name) for p in sorted(ENGINES.glob("*.py"))}
+    loaders = [(f, n) for f, tree in trees.items() for n in _functions(tree) if _calls(n, "torch.export.load")]
+    assert [(f, n.name) for f, n in loaders] == [("tensorrt_backend.py", "load_tensorrt")]
+    users = {f for f, tree in trees.items() for x in ast.walk(tree)
+             if (isinstance(x, ast.Name) and x.id == "load_tensorrt")
+             or (isinstance(x, ast.alias) and x.name == "load_tensorrt")}
+    assert users == {"tensorrt_backend.py"}, users
+    (backend_load,) = _functions(trees["tensorrt_backend.py"], "_load")
+    assert any(isinstance(x, ast.Name) and x.id == "load_tensorrt" for x in ast.walk(backend_load))
+    # the policy: every use of a spec's .load is an argument of _cached(...)
+    policy = trees["policy.py"]
+    loads = {id(x) for x in ast.walk(policy) if isinstance(x, ast.Attribute) and x.attr == "load"}
+    in_cached = {id(x) for c in _calls(policy, "_cached") for a in c.args for x in ast.walk(a)
+                 if isinstance(x, ast.Attribute) and x.attr == "load"}
+    assert loads and loads == in_cached
+    # the cache: load() only after _read_manifest, which compares the signature
+    (read_manifest,) = _functions(trees["cache.py"], "_read_manifest")
+    assert _calls(read_manifest, "hmac.compare_digest")
+    (cached,) = _functions(trees["cache.py"], "_cached")
+    first_check = min(c.lineno for c in _calls(cached, "_read_manifest"))
+    loads_in_cached = [c.lineno for c in _calls(cached, "load")]
+    assert loads_in_cached and first_check < min(loads_in_cached)
 
 
 # ----------------------------------------------------------------------------- sockets

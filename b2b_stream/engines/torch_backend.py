@@ -1,0 +1,106 @@
+"""The ``torch`` backend: the fused module run by PyTorch itself.
+
+Eager, ``torch.compile``, CUDA graphs, channels-last; on a GPU in fp16 / bf16 (the module is cast;
+the uint8 -> float cast inside follows), fp32 on the CPU. Its cached "engine" is the fused weights as
+safetensors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..fuse import FusedDeblur
+from .registry import BackendSpec, Target, register
+from .runtime import Engine, Pending, _CudaRing
+
+
+class TorchEngine(Engine):
+    """The fused module run by PyTorch: eager, torch.compile and/or one CUDA graph."""
+
+    backend = "torch"
+
+    def __init__(self, module: FusedDeblur, *, device: torch.device, precision: str, mode: str,
+                 size: tuple[int, int] | None, info: dict | None = None):
+        static = mode in ("cudagraphs", "compile+cudagraphs", "reduce-overhead")
+        super().__init__(device=str(device), precision=precision, size=size, info=info, static=static,
+                         max_batch=1 if static else None)
+        self.module = module
+        self.torch_device = torch.device(device)
+        self.mode = mode
+        self.info["mode"] = mode
+        fn: Callable = module
+        if mode in ("compile", "compile+cudagraphs"):
+            fn = torch.compile(module, fullgraph=True, dynamic=False)
+        elif mode == "max-autotune":
+            fn = torch.compile(module, fullgraph=True, dynamic=False, mode="max-autotune-no-cudagraphs")
+        elif mode == "reduce-overhead":
+            fn = torch.compile(module, fullgraph=True, dynamic=False, mode="reduce-overhead")
+        self._fn = fn
+        self._graph = None
+        self._static_in: torch.Tensor | None = None
+        self._static_out: torch.Tensor | None = None
+        self._cuda = self.torch_device.type == "cuda"
+        self._ring = _CudaRing(self.torch_device) if self._cuda else None
+        if self._cuda:
+            self.async_depth = self._ring.depth
+
+    def _capture(self, shape) -> None:
+        dev = self.torch_device
+        self._static_in = torch.zeros(shape, dtype=torch.uint8, device=dev)
+        side = torch.cuda.Stream(device=dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(3):
+                self._fn(self._static_in)
+        torch.cuda.current_stream(dev).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            self._static_out = self._fn(self._static_in)
+        self._graph = graph
+
+    def _replay(self, x: torch.Tensor) -> torch.Tensor:
+        if self._graph is None or tuple(self._static_in.shape) != tuple(x.shape):
+            self._capture(tuple(x.shape))
+        self._static_in.copy_(x)
+        self._graph.replay()
+        return self._static_out
+
+    def _submit(self, frames: np.ndarray) -> Pending:
+        if not self._cuda:
+            return super()._submit(frames)
+        graphed = self.mode in ("cudagraphs", "compile+cudagraphs")
+        return self._ring.submit(frames, self._replay if graphed else self._fn)
+
+    def _run(self, frames: np.ndarray) -> np.ndarray:
+        if self._cuda:
+            return self._submit(frames).result()
+        with torch.inference_mode():
+            y = self._fn(torch.from_numpy(frames))
+        return y.numpy()
+
+
+def _build(target: Target, tmp: Path) -> dict:
+    from b2b_train.checkpoint import save_weights
+
+    f = target.make_fused(target.precision)
+    save_weights(tmp, f.state_dict(), {"engine": target.key})
+    os.unlink(str(tmp) + ".json")
+    return {}
+
+
+def _load(target: Target, path: Path) -> Engine:
+    from b2b_train.checkpoint import load_weights, load_state_dict_strict
+
+    f = target.make_fused(target.precision)
+    state, _ = load_weights(path)
+    load_state_dict_strict(f, state, source=str(path), what="fused engine")
+    return TorchEngine(f, device=target.device, precision=target.precision, mode=target.mode or "eager",
+                       size=target.size, info=dict(target.info))
+
+
+register(BackendSpec("torch", ext=".safetensors", build=_build, load=_load))
