@@ -259,6 +259,9 @@ def test_cli_help_imports_no_heavy_optional_modules():
         "r1 = CliRunner().invoke(t, ['--help']); r2 = CliRunner().invoke(s, ['--help'])\n"
         "assert r1.exit_code == 0 and 'translator' in r1.output, r1.output\n"
         "assert r2.exit_code == 0 and 'calibrate' in r2.output, r2.output\n"
+        # each command that lists the engine backends reads them from b2b_stream.engines
+        "for c in ('run', 'bench', 'build', 'calibrate'):\n"
+        "    r = CliRunner().invoke(s, [c, '--help']); assert r.exit_code == 0 and 'onnxruntime' in r.output, r.output\n"
         "bad = [m for m in ('torch_tensorrt', 'av', 'mediapipe', 'torch') if m in sys.modules]\n"
         "print(bad)\n"
     )

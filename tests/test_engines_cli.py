@@ -59,3 +59,20 @@ def test_build_command_errors_are_one_line(small_profile, b2b_home):
         assert e.value.code == 2
     r = CliRunner().invoke(build, ["--help"])
     assert r.exit_code == 0 and "Example:" in r.output
+
+
+def test_commands_offer_the_engines_backend_names():
+    """run, bench, build and calibrate list b2b_stream.engines.BACKENDS; run and bench add "none".
+    (Their --help imports no torch: test_core.py::test_cli_help_imports_no_heavy_optional_modules.)"""
+    from b2b_stream.commands import bench as bench_cmd
+    from b2b_stream.commands import calibrate, run
+    from b2b_stream.engines import BACKENDS
+
+    def choices(cmd):
+        (opt,) = [p for p in cmd.params if p.name == "backend"]
+        return list(opt.type.choices)
+
+    assert BACKENDS == ("auto", "tensorrt", "torch", "onnxruntime")
+    names = list(BACKENDS)
+    assert choices(run.run) == choices(bench_cmd.bench) == names + ["none"]
+    assert choices(build) == choices(calibrate.calibrate) == names

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
+from b2b_stream.engines import BACKENDS
 from b2b_train.errors import B2BError
 
-BACKEND_CHOICES = ["auto", "tensorrt", "torch", "onnxruntime", "none"]
+BACKEND_CHOICES = [*BACKENDS, "none"]
 
 
 def _stage(times_s: list[float], wall_s: float, n: int) -> dict:

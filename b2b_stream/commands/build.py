@@ -6,7 +6,9 @@ import time
 
 import click
 
-BACKEND_CHOICES = ["auto", "tensorrt", "torch", "onnxruntime"]
+from b2b_stream.engines import BACKENDS
+
+BACKEND_CHOICES = list(BACKENDS)
 TORCH_MODE_CHOICES = ["auto", "eager", "compile", "max-autotune", "reduce-overhead", "cudagraphs", "compile+cudagraphs"]
 
 

@@ -7,9 +7,10 @@ import threading
 
 import click
 
+from b2b_stream.engines import BACKENDS
 from b2b_train.errors import B2BError
 
-BACKEND_CHOICES = ["auto", "tensorrt", "torch", "onnxruntime", "none"]
+BACKEND_CHOICES = [*BACKENDS, "none"]
 
 
 def _sigterm_as_interrupt():
