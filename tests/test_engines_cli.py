@@ -61,18 +61,25 @@ def test_build_command_errors_are_one_line(small_profile, b2b_home):
     assert r.exit_code == 0 and "Example:" in r.output
 
 
-def test_commands_offer_the_engines_backend_names():
-    """run, bench, build and calibrate list b2b_stream.engines.BACKENDS; run and bench add "none".
-    (Their --help imports no torch: test_core.py::test_cli_help_imports_no_heavy_optional_modules.)"""
+def test_commands_offer_the_engines_option_names():
+    """run, bench, build and calibrate list b2b_stream.engines.BACKENDS (run and bench add "none") and
+    PRECISIONS; build lists TORCH_MODES. (Their --help imports no torch:
+    test_core.py::test_cli_help_imports_no_heavy_optional_modules.)"""
     from b2b_stream.commands import bench as bench_cmd
     from b2b_stream.commands import calibrate, run
-    from b2b_stream.engines import BACKENDS
+    from b2b_stream.engines import BACKENDS, PRECISIONS, TORCH_MODES
 
-    def choices(cmd):
-        (opt,) = [p for p in cmd.params if p.name == "backend"]
+    def choices(cmd, name="backend"):
+        (opt,) = [p for p in cmd.params if p.name == name]
         return list(opt.type.choices)
 
     assert BACKENDS == ("auto", "tensorrt", "torch", "onnxruntime")
     names = list(BACKENDS)
     assert choices(run.run) == choices(bench_cmd.bench) == names + ["none"]
     assert choices(build) == choices(calibrate.calibrate) == names
+    assert PRECISIONS == ("fp32", "fp16", "bf16")
+    for cmd in (run.run, bench_cmd.bench, build, calibrate.calibrate):
+        assert choices(cmd, "precision") == list(PRECISIONS)
+    assert TORCH_MODES == ("auto", "eager", "compile", "max-autotune", "reduce-overhead", "cudagraphs",
+                           "compile+cudagraphs")
+    assert choices(build, "torch_mode") == list(TORCH_MODES)

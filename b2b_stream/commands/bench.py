@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from b2b_stream.engines import BACKENDS
+from b2b_stream.engines import BACKENDS, PRECISIONS
 from b2b_train.errors import B2BError
 
 BACKEND_CHOICES = [*BACKENDS, "none"]
@@ -194,7 +194,7 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
 @click.option("--size", default=None, metavar="WxH", help="Frame size (default: the source's).")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="Engine backend; 'none' times the pipeline without deblurring.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Default: fp16 on CUDA, fp32 on the CPU.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--track", type=click.Choice(["hands", "none"]), default="hands", show_default=True)

@@ -6,10 +6,9 @@ import time
 
 import click
 
-from b2b_stream.engines import BACKENDS
+from b2b_stream.engines import BACKENDS, PRECISIONS, TORCH_MODES
 
 BACKEND_CHOICES = list(BACKENDS)
-TORCH_MODE_CHOICES = ["auto", "eager", "compile", "max-autotune", "reduce-overhead", "cudagraphs", "compile+cudagraphs"]
 
 
 def profile_size(profile) -> tuple[int, int] | None:
@@ -47,12 +46,12 @@ def resolve_size(size: str | None, profile_name: str | None, home) -> tuple[tupl
               help="Build the profile's distilled network alone (from `calibrate --lite`), cached in engines/<profile>/lite/.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="auto: tensorrt on CUDA when installed, else torch; on the CPU the faster of onnxruntime and torch.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Default: fp16 on CUDA, fp32 on the CPU (half precision is GPU-only).")
 @click.option("--size", metavar="WxH", default=None,
               help="Frame size to build for (default: the profile camera's, else 640x480).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--torch-mode", type=click.Choice(TORCH_MODE_CHOICES), default="auto", show_default=True,
+@click.option("--torch-mode", type=click.Choice(TORCH_MODES), default="auto", show_default=True,
               help="Variant of the torch backend (auto: compile on CUDA, eager on the CPU).")
 @click.option("--deblurrer", default="default", show_default=True, metavar="NAME|FILE",
               help="Deblurrer: 'default' (shipped), a registry name with cached weights, or a weights file.")

@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from b2b_stream.engines import BACKENDS
+from b2b_stream.engines import BACKENDS, PRECISIONS
 from b2b_train.errors import B2BError
 
 BACKEND_CHOICES = [*BACKENDS, "none"]
@@ -38,7 +38,7 @@ def _sigterm_as_interrupt():
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Stop after N captured frames.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="Engine backend; 'none' passes frames through without deblurring.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--width", type=click.IntRange(min=1), default=None, help="Requested frame width (frames are resized to it).")
 @click.option("--height", type=click.IntRange(min=1), default=None, help="Requested frame height.")
