@@ -234,7 +234,7 @@ def _resolve_translator(translator) -> nn.Module:
         raise CheckpointError(
             f"translator not found: {p} (train one with `b2b-train translator` or `b2b-stream calibrate`)"
         )
-    from .trainer import load_translator
+    from .nets.translator_io import load_translator
 
     return load_translator(p)
 

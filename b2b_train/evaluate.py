@@ -113,10 +113,8 @@ def _resolve_net(obj, kind: str, device: torch.device):
         p = Path(obj)
         if not p.is_file():
             raise B2BError(f"translator checkpoint not found: {p}")
-        try:
-            from .trainer import load_translator
-        except ImportError as e:
-            raise B2BError(f"cannot load translators: b2b_train.trainer is unavailable ({e})") from None
+        from .nets.translator_io import load_translator
+
         net = load_translator(p)
         return net.to(device).eval(), str(p)
     try:
@@ -258,7 +256,7 @@ def evaluate(
     Args:
         blurry_dir: blurry test images (searched recursively).
         gt_dir: sharp ground truth with the same relative names, or None (sharpness only).
-        translator: a translator checkpoint (``b2b_train.trainer.load_translator``), a module, or None.
+        translator: a translator checkpoint (``b2b_train.nets.translator_io.load_translator``), a module, or None.
         deblurrer: ``default``, a registry name, a weights file (``b2b_train.shipped.resolve_deblurrer``)
             or a module / callable; None scores the input only.
         report: JSON report path; grid: PNG grid path (blurry | deblur only | b2b | gt).

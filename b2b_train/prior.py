@@ -223,7 +223,7 @@ def train_prior(cfg: PriorConfig, clips: Sequence[str | os.PathLike], out_dir: s
     from .nets import registry
     from .nets.layers import pad_to_multiple
     from .shipped import default_deblurrer_path, resolve_deblurrer
-    from .trainer import FullResolution
+    from .nets.translator_io import FullResolution
     from .trainutil import (adamw_cosine, open_run, plot_losses, resume_or_start,
                             run_supervised_steps, set_seed, train_state)
 

@@ -50,6 +50,7 @@ from torch import nn
 from . import losses as L
 from .config import dump_yaml, from_dict, load_config, to_dict
 from .errors import B2BError, CheckpointError, ConfigError, DataError
+from .nets.translator_io import WEIGHTS_NAME, FullResolution, load_translator
 from .trainutil import (
     CheckpointManager,
     CsvLogger,
@@ -79,8 +80,6 @@ __all__ = [
     "FullResolution",
     "curriculum_fraction_at",
 ]
-
-WEIGHTS_NAME = "translator.safetensors"
 
 
 # ============================================================================= config
@@ -454,46 +453,6 @@ def _build_vgg(cfg: LossConfig, device: torch.device, say: Callable[[str, str | 
             "bold yellow",
         )
     return net.to(device).eval().requires_grad_(False), note
-
-
-class FullResolution(nn.Module):
-    """Wraps a multi-output translator so ``forward(x)`` returns only the full-resolution image.
-
-    ``x`` (N, 3, H, W) in [0, 1] -> (N, 3, H, W) (not clamped). ``.net`` is the wrapped translator,
-    ``.meta`` its file's metadata, ``.multiple`` the side multiple it pads to internally.
-    """
-
-    def __init__(self, net: nn.Module, meta: dict | None = None, multiple: int = 1):
-        super().__init__()
-        self.net = net
-        self.meta = dict(meta or {})
-        self.multiple = int(multiple)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        return out[-1] if isinstance(out, (list, tuple)) else out
-
-
-def load_translator(path: str | os.PathLike) -> FullResolution:
-    """Load a trained translator (our ``translator.safetensors``, or an official MIMO-UNet /
-    Blur2Blur ``.pth``) in eval mode; its forward gives the full-resolution output only."""
-    from .checkpoint import read_meta
-    from .nets import registry
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"translator not found: {path}")
-    if path.suffix == ".safetensors":
-        meta = read_meta(path)
-        if "__state__" in meta:
-            raise CheckpointError(f"{path}: a training checkpoint; use the run's {WEIGHTS_NAME} instead")
-        if meta.get("net"):
-            net, meta = registry.load_from_file(path)
-            if registry.spec(meta["net"]).family != "translator":
-                raise CheckpointError(f"{path}: holds a {meta['net']} ({registry.spec(meta['net']).family}), not a translator")
-            return FullResolution(net, meta, registry.spec(meta["net"]).multiple).eval()
-    net = registry.load("mimo-unet", path)
-    return FullResolution(net, {"net": "mimo-unet", "source": str(path)}, registry.spec("mimo-unet").multiple).eval()
 
 
 # ============================================================================= distributed helpers

@@ -57,7 +57,7 @@ def networks(args):
     """(translator, deblurrer, student, description)."""
     from b2b_train.nets import registry
     from b2b_train.shipped import resolve_deblurrer
-    from b2b_train.trainer import load_translator
+    from b2b_train.nets.translator_io import load_translator
 
     db = resolve_deblurrer("default")
     if args.profile:

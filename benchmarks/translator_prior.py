@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from b2b_train.evaluate import evaluate
     from b2b_train.shipped import default_deblurrer_path, resolve_deblurrer
-    from b2b_train.trainer import load_translator
+    from b2b_train.nets.translator_io import load_translator
 
     work, data = Path(args.work), Path(args.data)
     t0 = time.time()

@@ -47,7 +47,7 @@ def test_student_gets_closer_to_the_teacher_than_the_deblurrer(frames, nets, tmp
     from b2b_train.distill import distill, teacher_fn
     from b2b_train.metrics import psnr
     from b2b_train.data.io import to_tensor
-    from b2b_train.trainer import load_translator
+    from b2b_train.nets.translator_io import load_translator
 
     tr_path, db_path = nets
     res = distill(tr_path, db_path, frames, tmp_path / "run", iters=30, **FAST)

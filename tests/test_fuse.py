@@ -95,7 +95,7 @@ def test_padding_to_the_multiple_is_cropped_back(nets, kodak_images):
 def test_translator_list_or_full_only_give_the_same(nets, kodak_images):
     tr, db, m = nets
 
-    class FullOnly(nn.Module):  # what b2b_train.trainer.load_translator may return
+    class FullOnly(nn.Module):  # what b2b_train.nets.translator_io.load_translator may return
         def __init__(self, inner):
             super().__init__()
             self.inner = inner

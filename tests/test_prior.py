@@ -90,7 +90,7 @@ def prior_run(asl_clips, tmp_path_factory):
 
 def test_prior_trains_resumes_and_loads_as_a_translator(prior_run, kodak_images):
     from b2b_train.checkpoint import read_meta
-    from b2b_train.trainer import load_translator
+    from b2b_train.nets.translator_io import load_translator
     from b2b_train.trainutil import CsvLogger
 
     out, ckpt, final = prior_run

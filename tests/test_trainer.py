@@ -192,6 +192,16 @@ def test_load_translator_reads_a_released_style_pth(trained, tmp_path):
         load_translator(ckpt)
 
 
+def test_trainer_reexports_the_translator_loader():
+    """The loader lives with the nets; ``b2b_train.trainer`` still offers it (and the weights file name)."""
+    from b2b_train import trainer
+    from b2b_train.nets import translator_io
+
+    assert trainer.load_translator is translator_io.load_translator
+    assert trainer.FullResolution is translator_io.FullResolution
+    assert trainer.WEIGHTS_NAME == translator_io.WEIGHTS_NAME == "translator.safetensors"
+
+
 @pytest.mark.parametrize("extra", [
     ["model.local_d=true", "model.local_d_kwargs={channels: [8, 8]}", "loss.penalty=r1"],
     ["model.multiscale_d=false", "model.discriminator=highpass", "model.discriminator_kwargs={channels: [8, 8]}",

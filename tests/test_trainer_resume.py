@@ -125,7 +125,7 @@ def test_sweep_exports_the_generator_of_an_interrupted_run(frames, tmp_path):
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from benchmarks.translator_sweep import export_latest, parse_variant
-    from b2b_train.trainer import load_translator
+    from b2b_train.nets.translator_io import load_translator
 
     assert parse_variant("smooth-rec2:loss.lambda_rec=2;model.generator_kwargs={a: 1, b: 2}") == (
         "smooth-rec2", ["loss.lambda_rec=2", "model.generator_kwargs={a: 1, b: 2}"])
