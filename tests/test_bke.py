@@ -239,3 +239,19 @@ def test_transfer_keeps_any_size_and_blurs(trained, kodak_images):
     assert info1["codes"].shape == (3, 64, 2, 3)
     with pytest.raises(ConfigError, match="overrides"):
         make_known_blur(f"bke:{path}", overrides=["noise.p=0"])
+
+
+def test_blur_sources_import_one_way():
+    """synth's make_known_blur picks the source and imports bke_transfer; both read the known-blur
+    config from its own module, so bke_transfer imports nothing of synth (no import circle)."""
+    import ast
+
+    from b2b_train.blur import bke_transfer, known_blur_config, synth
+
+    def imported(module):
+        tree = ast.parse(Path(module.__file__).read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+
+    assert "synth" not in imported(bke_transfer) and "known_blur_config" in imported(bke_transfer)
+    assert "bke_transfer" in imported(synth)
+    assert synth.KnownBlurConfig is bke_transfer.KnownBlurConfig is known_blur_config.KnownBlurConfig

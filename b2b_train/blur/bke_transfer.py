@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, ConfigError, DataError
+from .known_blur_config import KnownBlurConfig
 
 __all__ = ["pair_folders", "PairedImages", "BKETransfer", "load_bke", "make_bke_known_blur"]
 
@@ -245,8 +246,6 @@ def make_bke_known_blur(spec, device=None) -> BKETransfer:
     PATH is our BKE checkpoint (from ``b2b-train bke train``; its metadata names the paired folders)
     or a known-blur YAML whose ``bke`` section gives ``checkpoint``, ``pairs_blurry``, ``pairs_sharp``.
     """
-    from .synth import KnownBlurConfig
-
     if isinstance(spec, (str, os.PathLike)):
         p = Path(spec)
         if p.suffix in (".yaml", ".yml"):
