@@ -25,8 +25,11 @@ __all__ = [
     "ssim",
     "psnr_np",
     "ssim_np",
+    "luma",
     "laplacian_variance",
     "laplacian_variance_np",
+    "LUMA_601",
+    "LAPLACE_3X3",
 ]
 
 
@@ -108,7 +111,19 @@ def ssim_np(pred: np.ndarray, target: np.ndarray) -> float:
     return ssim(_np_to_tensor(pred), _np_to_tensor(target))
 
 
-_LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+# The blur degree's two ingredients, shared by the tensor measures here and in
+# b2b_train.data.curriculum and by the OpenCV one of b2b_train.data.frames.blur_degree.
+LUMA_601 = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights of R, G, B
+LAPLACE_3X3 = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))  # 4-neighbour Laplacian (cv2.Laplacian's ksize=1)
+_LAPLACE = torch.tensor(LAPLACE_3X3)
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` -> the 601 luma ``(N, 1, H, W)``; a single-channel ``(N, 1, H, W)`` is its own luma."""
+    if x.shape[1] != 3:
+        return x[:, :1]
+    wr, wg, wb = LUMA_601
+    return wr * x[:, 0:1] + wg * x[:, 1:2] + wb * x[:, 2:3]
 
 
 def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
@@ -118,10 +133,7 @@ def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
     ``cv2.Laplacian(gray, CV_64F).var()`` on an 8-bit image, valid region only).
     """
     x = _batch(x).float()
-    if x.shape[1] == 3:
-        y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-    else:
-        y = x[:, :1]
+    y = luma(x)
     k = _LAPLACE.to(x.device, x.dtype)[None, None]
     lap = F.conv2d(y * 255.0, k)
     return lap.flatten(1).var(1, unbiased=False)

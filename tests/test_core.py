@@ -201,6 +201,24 @@ def test_laplacian_variance_matches_opencv_and_orders_blur(kodak_images):
     assert laplacian_variance_np(cv2.GaussianBlur(img, (0, 0), 2)) < 0.3 * laplacian_variance_np(img)
 
 
+
+def test_blur_degree_measures_share_one_luma_and_laplacian(kodak_images):
+    """The tensor Laplacian variance, the curriculum's reblur measure and the frame cache's OpenCV
+    blur degree all read metrics' luma weights and kernel; OpenCV's equals the tensor one within
+    float32 rounding (RGB and gray)."""
+    from b2b_train.data.curriculum import blur_degrees
+    from b2b_train.data.frames import blur_degree
+    from b2b_train.metrics import LUMA_601, laplacian_variance, luma
+
+    img = io.read_image(kodak_images[1])[:96, :128]
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    wr, wg, wb = LUMA_601
+    assert torch.equal(luma(x), wr * x[:, 0:1] + wg * x[:, 1:2] + wb * x[:, 2:3])
+    assert torch.equal(luma(x[:, :1]), x[:, :1])
+    assert torch.equal(blur_degrees(x, "laplacian"), laplacian_variance(x))
+    assert blur_degree(img) == pytest.approx(laplacian_variance_np(img), rel=1e-5)
+    assert blur_degree(img[..., 1]) == pytest.approx(laplacian_variance_np(img[..., 1]), rel=1e-5)
+
 # ----------------------------------------------------------------------------- image and video I/O
 def test_read_image_normalises_odd_formats(tmp_path):
     import cv2

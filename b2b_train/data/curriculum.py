@@ -29,6 +29,8 @@ import math
 
 import torch
 
+from ..metrics import laplacian_variance, luma
+
 __all__ = ["curriculum_fraction", "select_blurriest", "n_kept", "reblur_degree", "blur_degrees"]
 
 
@@ -100,8 +102,7 @@ def reblur_degree(x: torch.Tensor, sigma: float = 2.0, pre: float = 1.5) -> torc
     is left out so the padding does not count."""
     from ..losses import gaussian_blur
 
-    x = x.float()
-    y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3] if x.shape[1] == 3 else x[:, :1]
+    y = luma(x.float())
     border = int(math.ceil(3 * (sigma + pre)))
     if min(y.shape[-2:]) <= 2 * border + 2:
         raise ValueError(f"reblur_degree needs images larger than {2 * border + 2} px for sigma {sigma}, pre {pre}")
@@ -118,7 +119,5 @@ def blur_degrees(x: torch.Tensor, measure: str = "reblur", sigma: float = 2.0, p
     if measure == "reblur":
         return reblur_degree(x, sigma, pre)
     if measure == "laplacian":
-        from ..metrics import laplacian_variance
-
         return laplacian_variance(x)
     raise ValueError(f"unknown blur measure {measure!r} (reblur or laplacian)")

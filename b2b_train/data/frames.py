@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 import numpy as np
 
 from ..errors import DataError
+from ..metrics import LAPLACE_3X3, LUMA_601
 from . import io as dio
 
 __all__ = [
@@ -389,14 +390,16 @@ def _resize(img: np.ndarray, max_side: int | None) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
-_LAPLACE = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=np.float32)
-_LUMA = np.array([[0.299, 0.587, 0.114]], dtype=np.float32)
+_LAPLACE = np.array(LAPLACE_3X3, dtype=np.float32)
+_LUMA = np.array([LUMA_601], dtype=np.float32)
 
 
 def blur_degree(img: np.ndarray) -> float:
     """Blur degree of a uint8 RGB frame: the same quantity as ``metrics.laplacian_variance_np``
-    (Laplacian variance of the 601 luma, 0..255 scale, valid region), computed with OpenCV, which
-    is ~7x faster on a CPU (equal to it within float32 rounding)."""
+    (Laplacian variance of the 601 luma, 0..255 scale, valid region, from the same weights and
+    kernel), computed with OpenCV, which is ~7x faster on a CPU: extraction scores every decoded
+    frame. It equals the tensor measure within float32 rounding, not bit for bit, so the two stay
+    apart (the frame cache stores these values)."""
     import cv2
 
     if img.ndim == 2:
@@ -407,9 +410,6 @@ def blur_degree(img: np.ndarray) -> float:
         return 0.0
     lap = cv2.filter2D(y, cv2.CV_32F, _LAPLACE)[1:-1, 1:-1]
     return float(lap.var(dtype=np.float64))
-
-
-_degree = blur_degree
 
 
 @contextlib.contextmanager
@@ -537,14 +537,14 @@ def _extract_one(src: Source, opts: FrameOptions, root: Path, warn: Callable[[st
             for idx, t, img in dio.iter_video_frames(src.path, step=opts.step, max_frames=opts.max_frames):
                 img = _resize(img, opts.max_side)
                 writer.add(img)
-                meta.append([int(idx), round(float(t), 6), _degree(img)])
+                meta.append([int(idx), round(float(t), 6), blur_degree(img)])
             if not meta:
                 raise DataError(f"{src.path}: no decodable frames")
         else:
             DECODE_STATS["images_decoded"] += 1
             img = _resize(dio.read_image(src.path), opts.max_side)
             writer.add(img)
-            meta.append([0, None, _degree(img)])
+            meta.append([0, None, blur_degree(img)])
         rel = writer.finish()
     except DataError as e:
         writer.abort()
