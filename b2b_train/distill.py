@@ -247,7 +247,7 @@ def _deblurrer_identity(deblurrer, net: str | None) -> tuple[str, dict, str]:
 
     if net:
         s = registry.spec(net)
-        return net, dict(s.extra.get("eval_kwargs", {})), net
+        return net, dict(s.eval_kwargs), net
     if isinstance(deblurrer, nn.Module):
         name = getattr(deblurrer, "registry_name", None)
         if name:
@@ -266,14 +266,14 @@ def _deblurrer_identity(deblurrer, net: str | None) -> tuple[str, dict, str]:
     if "=" in text and not Path(text).exists():
         maybe, rest = text.split("=", 1)
         if maybe in registry.REGISTRY:
-            return maybe, dict(registry.spec(maybe).extra.get("eval_kwargs", {})), text
+            return maybe, dict(registry.spec(maybe).eval_kwargs), text
     p = Path(os.path.expanduser(text))
     if p.is_file() and p.suffix == ".safetensors":
         meta = read_meta(p)
         if meta.get("net"):
             return meta["net"], dict(meta.get("net_kwargs") or {}), str(p)
     if text in registry.REGISTRY:
-        return text, dict(registry.spec(text).extra.get("eval_kwargs", {})), text
+        return text, dict(registry.spec(text).eval_kwargs), text
     return "", {}, text  # an official file: recognised below from the loaded module
 
 

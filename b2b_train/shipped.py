@@ -17,7 +17,7 @@ small, lives in ``b2b_train/weights/`` beside a README with the command that rep
   (``b2b-train weights fetch NAME``): the published GoPro NAFNet/Restormer become the deblurrer of
   the "GoPro" known domain this way.
 
-Published checkpoints are built with their registry entry's ``extra["eval_kwargs"]`` (the official
+Published checkpoints are built with their registry entry's ``eval_kwargs`` (the official
 test configurations, e.g. TLC for NAFNetLocal/RestormerLocal); TLC changes no parameter.
 """
 
@@ -108,7 +108,7 @@ def _guess_official(path: Path) -> nn.Module:
         if set(cand) != set(own) or any(tuple(cand[k].shape) != tuple(own[k].shape) for k in own):
             tried.append(name)
             continue
-        net = s.build(**s.extra.get("eval_kwargs", {}))
+        net = s.build(**s.eval_kwargs)
         load_state_dict_strict(net, cand, source=str(path), what=name)
         return net
     sample = ", ".join(sorted(keys)[:3])
@@ -127,7 +127,7 @@ def _load_file(path: Path, net_name: str | None) -> nn.Module:
         if s.family != "deblurrer":
             raise B2BError(f"{net_name} is a {s.family}, not a deblurrer")
         if path.suffix != ".safetensors":
-            return registry.load(net_name, path, **s.extra.get("eval_kwargs", {}))
+            return registry.load(net_name, path, **s.eval_kwargs)
         return registry.load(net_name, path)
     if path.suffix == ".safetensors":
         meta = read_meta(path)
@@ -179,7 +179,7 @@ def resolve_deblurrer(
         if s.family != "deblurrer":
             raise B2BError(f"{text} is a {s.family}, not a deblurrer (deblurrers: {', '.join(registry.names('deblurrer'))})")
         # published checkpoints are evaluated as their official test configs (e.g. NAFNetLocal/TLC)
-        return _to(registry.load(text, **s.extra.get("eval_kwargs", {})), device)
+        return _to(registry.load(text, **s.eval_kwargs), device)
     looks_like_path = any(c in text for c in "/\\") or Path(text).suffix in (".pth", ".pt", ".safetensors", ".ckpt")
     if looks_like_path:
         raise CheckpointError(f"deblurrer weights not found: {text}")

@@ -63,7 +63,7 @@ def _build_nets(translator: str, deblurrer: str, tiny: bool = False):
     from b2b_train.nets import registry
 
     torch.manual_seed(0)
-    kw = (lambda n: dict(registry.spec(n).extra.get("tiny", {}))) if tiny else (lambda n: {})
+    kw = (lambda n: dict(registry.spec(n).tiny_kwargs)) if tiny else (lambda n: {})
     # translator "none": the deblurrer alone, which is also the shape of a --lite (distilled) engine
     tr = None if translator == "none" else registry.build(translator, **kw(translator)).eval()
     db = registry.build(deblurrer, **kw(deblurrer)).eval()

@@ -18,7 +18,7 @@ from b2b_train.data.io import read_image, to_tensor, to_uint8, write_image
 from b2b_train.errors import ConfigError, DataError
 from b2b_train.nets import build, registry, spec
 
-TINY = spec("bke-kernelwizard").extra["tiny"]
+TINY = spec("bke-kernelwizard").tiny_kwargs
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -72,7 +72,7 @@ def test_published_architecture_sizes_and_official_key_names():
 def test_forward_encode_adapt_any_size():
     torch.manual_seed(0)
     net = build("bke-kernelwizard", **TINY).eval()
-    sharp, blurry = spec("bke-kernelwizard").extra["example_inputs"](1, (100, 150))
+    sharp, blurry = spec("bke-kernelwizard").example_inputs(1, (100, 150))
     with torch.no_grad():
         code = net.encode(sharp, blurry)
         assert code.shape == (1, 64, 2, 2)  # padded to 256x256 -> 2x2 code
@@ -93,7 +93,7 @@ def test_official_pth_layout_loads(tmp_path):
     path = tmp_path / "GOPRO_woVAE_tiny.pth"
     torch.save(spec("bke-kernelwizard").to_official(net.state_dict()), path)  # the authors save the bare state dict
     loaded = registry.load("bke-kernelwizard", path, **TINY)
-    s, b = spec("bke-kernelwizard").extra["example_inputs"](1)
+    s, b = spec("bke-kernelwizard").example_inputs(1)
     with torch.no_grad():
         torch.testing.assert_close(loaded(s, b), net(s, b))
 

@@ -207,7 +207,7 @@ def test_profile_translator_is_loaded_and_keyed(nets, frames, b2b_home):
     prof = Profile.open("desk", create=True)
     with pytest.raises(B2BError, match="calibrate"):
         get_engine("desk", backend="torch", size=(W, H), deblurrer=db)
-    save_network(prof.translator_path, tr, TRANSLATOR, dict(spec(TRANSLATOR).extra.get("tiny", {})))
+    save_network(prof.translator_path, tr, TRANSLATOR, dict(spec(TRANSLATOR).tiny_kwargs))
     eng = get_engine("desk", backend="torch", size=(W, H), deblurrer=db)
     assert eng.info["profile"] == "desk" and eng.info["translator"]
     assert str(b2b_home / "engines" / "desk") in eng.info["file"]

@@ -15,7 +15,7 @@ def test_bench_writes_stage_and_pipeline_numbers(asl_clips, hand_model, b2b_home
 
     _, db, _ = tiny_nets(seed=6)
     deb = tmp_path / "deblurrer.safetensors"
-    save_network(deb, db, DEBLURRER, dict(spec(DEBLURRER).extra.get("tiny", {})))
+    save_network(deb, db, DEBLURRER, dict(spec(DEBLURRER).tiny_kwargs))
     out = tmp_path / "bench.json"
     r = CliRunner().invoke(bench, ["--camera", str(asl_clips[0]), "--size", "160x120", "--backend", "torch",
                                    "--deblurrer", str(deb), "--frames", "8", "--json", str(out)],

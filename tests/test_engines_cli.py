@@ -19,9 +19,9 @@ def small_profile(b2b_home):
     tr, db, m = tiny_nets(seed=4)
     prof = Profile.open("bench", create=True)
     prof.note_camera({"spec": "test", "width": 80, "height": 64, "fps": 30})
-    save_network(prof.translator_path, tr, TRANSLATOR, dict(spec(TRANSLATOR).extra.get("tiny", {})))
+    save_network(prof.translator_path, tr, TRANSLATOR, dict(spec(TRANSLATOR).tiny_kwargs))
     deb = b2b_home / "deblurrer.safetensors"
-    save_network(deb, db, DEBLURRER, dict(spec(DEBLURRER).extra.get("tiny", {})))
+    save_network(deb, db, DEBLURRER, dict(spec(DEBLURRER).tiny_kwargs))
     return prof, deb
 
 

@@ -180,7 +180,7 @@ def test_real_translator_checkpoint_loaded_lazily(pairs, tmp_path):
     from b2b_train.data.io import to_tensor
 
     spec = registry.spec("mimo-unet")
-    kw = dict(spec.extra.get("tiny", {}))
+    kw = dict(spec.tiny_kwargs)
     torch.manual_seed(0)
     net = registry.build("mimo-unet", **kw)
     ckpt = tmp_path / "translator.safetensors"

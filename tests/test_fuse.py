@@ -1,7 +1,7 @@
 """The fused module: uint8 frames in, uint8 frames out, equal to the step-by-step computation.
 
 The networks are the registry's small variants (``mimo-unet-lite`` and ``nafnet-tiny`` built with their
-``extra["tiny"]`` kwargs), random weights with a fixed seed; the frames are real Kodak photographs.
+``tiny_kwargs``), random weights with a fixed seed; the frames are real Kodak photographs.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def tiny_nets(seed: int = 0) -> tuple[nn.Module, nn.Module, int]:
     assert TRANSLATOR in nets.names("translator"), nets.names()
     assert DEBLURRER in nets.names("deblurrer"), nets.names()
     torch.manual_seed(seed)
-    tr = registry.build(TRANSLATOR, **registry.spec(TRANSLATOR).extra.get("tiny", {})).eval()
-    db = registry.build(DEBLURRER, **registry.spec(DEBLURRER).extra.get("tiny", {})).eval()
+    tr = registry.build(TRANSLATOR, **registry.spec(TRANSLATOR).tiny_kwargs).eval()
+    db = registry.build(DEBLURRER, **registry.spec(DEBLURRER).tiny_kwargs).eval()
     # give the residual branches visible effect (fresh NAFNet-style nets start near identity)
     with torch.no_grad():
         for p in list(tr.parameters()) + list(db.parameters()):

@@ -33,7 +33,7 @@ DEBLURRERS = ["nafnet-gopro-width32", "nafnet-gopro-width64", "nafnet-reds-width
 
 def tiny(name: str, **kw) -> torch.nn.Module:
     s = registry.spec(name)
-    return s.build(**{**s.extra["tiny"], **kw})
+    return s.build(**{**s.tiny_kwargs, **kw})
 
 
 def randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -59,7 +59,7 @@ def test_all_deblurrers_registered_with_tiny_variants():
     for name in DEBLURRERS:
         s = registry.spec(name)
         assert s.family == "deblurrer"
-        assert isinstance(s.extra.get("tiny"), dict) and s.extra["tiny"]
+        assert isinstance(s.tiny_kwargs, dict) and s.tiny_kwargs
         assert s.multiple in (8, 16)
 
 
@@ -148,7 +148,7 @@ def test_official_basicsr_layout_round_trip(tmp_path, name, wrapper, prefix):
     with torch.no_grad():
         assert torch.equal(src(x), dst(x))
     # the registry's loader does the same from an explicit path
-    net = registry.load(name, path, **spec.extra["tiny"])
+    net = registry.load(name, path, **spec.tiny_kwargs)
     with torch.no_grad():
         assert torch.equal(src(x), net(x))
 

@@ -2,8 +2,8 @@
 ``torch.export`` in eval mode at a fixed size, and ONNX export checked against ONNX Runtime.
 
 The list comes from ``b2b_train.nets.names()``, so a network registered later is tested without
-editing this file. A network is skipped only when its spec has no ``extra["tiny"]`` (the skip
-reason says so). Networks with ``extra["eval_kwargs"]`` (the TLC test-time variants) are also
+editing this file. A network is skipped only when its spec has no ``tiny_kwargs`` (the skip
+reason says so). Networks with ``eval_kwargs`` (the TLC test-time variants) are also
 exported with those arguments, since that is how they run when deployed.
 
 ``torch.export.export`` (the graph TensorRT and the dynamo ONNX exporter start from) must agree
@@ -17,7 +17,7 @@ Specs whose tiny variants are the same architecture with the same settings (e.g.
 GoPro/REDS entries differ only in full-size width, which ``tiny`` overrides) are exported once:
 the first name of each group by sort order represents it.
 
-Inputs: one (1, 3, H, W) image in [0, 1], unless the spec provides ``extra["example_inputs"]``
+Inputs: one (1, 3, H, W) image in [0, 1], unless the spec provides ``example_inputs``
 (two-input networks such as the blur-kernel extractor): a callable returning a tuple of tensors
 (called with ``size=(H, W)`` when it takes that argument), a tuple of tensors, or a tuple of shapes.
 """
@@ -58,20 +58,20 @@ def _signature(net: torch.nn.Module) -> str:
 
 
 def _export_variants() -> list[tuple[str, bool]]:
-    variants = [(n, False) for n in ALL] + [(n, True) for n in ALL if nets.spec(n).extra.get("eval_kwargs")]
+    variants = [(n, False) for n in ALL] + [(n, True) for n in ALL if nets.spec(n).eval_kwargs]
     seen: set[str] = set()
     chosen = []
     for name, ev in variants:
         spec = nets.spec(name)
-        if "tiny" not in spec.extra:
+        if not spec.tiny_kwargs:
             chosen.append((name, ev))  # skipped (with its reason) inside the test
             continue
         try:
-            kwargs = {**spec.extra["tiny"], **(spec.extra["eval_kwargs"] if ev else {})}
+            kwargs = {**spec.tiny_kwargs, **(spec.eval_kwargs if ev else {})}
             sig = _signature(spec.build(**kwargs).eval())
         except Exception:  # the test itself will report the failure
             sig = f"unbuildable:{name}:{ev}"
-        sig += repr(spec.extra.get("example_inputs") is not None)
+        sig += repr(spec.example_inputs is not None)
         if sig not in seen:
             seen.add(sig)
             chosen.append((name, ev))
@@ -83,18 +83,18 @@ VARIANTS = _export_variants()
 
 def _tiny(name: str, eval_variant: bool = False) -> torch.nn.Module:
     spec = nets.spec(name)
-    if "tiny" not in spec.extra:
-        pytest.skip(f"{name}: its NetSpec has no extra['tiny'] (no small variant to test)")
-    kwargs = dict(spec.extra["tiny"])
+    if not spec.tiny_kwargs:
+        pytest.skip(f"{name}: its NetSpec has no tiny_kwargs (no small variant to test)")
+    kwargs = dict(spec.tiny_kwargs)
     if eval_variant:
-        kwargs.update(spec.extra["eval_kwargs"])
+        kwargs.update(spec.eval_kwargs)
     torch.manual_seed(0)
     return spec.build(**kwargs)
 
 
 def _inputs(name: str, size: tuple[int, int], seed: int = 0) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
-    ex = nets.spec(name).extra.get("example_inputs")
+    ex = nets.spec(name).example_inputs
     if ex is None:
         return (torch.rand(1, 3, *size, generator=g),)
     if callable(ex):

@@ -390,7 +390,7 @@ def test_vgg_loads_torchvision_full_model_file(tmp_path, kodak_crop):
     loaded = registry.load("vgg16", tmp_path / "vgg16-397923af.pth", layers=("relu2_2",))
     assert torch.equal(loaded(kodak_crop)["relu2_2"], net(kodak_crop)["relu2_2"])
     spec = registry.spec("vgg16")
-    assert spec.url.endswith("/" + spec.weights_file) and spec.extra["sha256_prefix"] in spec.weights_file
+    assert spec.url.endswith("/" + spec.weights_file) and spec.sha256_prefix in spec.weights_file
 
 
 def test_vgg_missing_features_key_is_named(tmp_path):

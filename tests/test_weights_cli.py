@@ -169,7 +169,7 @@ def test_fetch_refuses_without_any_checksum(runner, cache, tmp_path):
 def test_fetch_checks_the_file_fits_before_installing(runner, cache, tmp_path):
     src = tmp_path / "restormer.pth"
     s = registry.spec("restormer-motion")
-    torch.save({"params": s.build(**s.extra["tiny"]).state_dict()}, src)
+    torch.save({"params": s.build(**s.tiny_kwargs).state_dict()}, src)
     r = runner.invoke(weights, ["fetch", "nafnet-tiny", "--url", src.as_uri(), "--sha256", _sha(src)])
     assert isinstance(r.exception, CheckpointError) and "does not fit nafnet-tiny" in str(r.exception)
     assert not cache.exists() or list(cache.iterdir()) == []

@@ -288,8 +288,8 @@ def _builder(**fixed):
 
 
 _URL = "http://public.vinai.io/models/blur-kernel-space-exploring"
-_COMMON = dict(family="bke", remap=_remap_official, to_official=_identity, multiple=MULTIPLE)
-_EXTRA = {"tiny": dict(_TINY), "example_inputs": example_inputs, "inputs": ("sharp", "blurry")}
+# forward(sharp, blurry) takes two images, so whoever feeds the net a sample asks example_inputs
+_COMMON = dict(family="bke", remap=_remap_official, to_official=_identity, multiple=MULTIPLE, example_inputs=example_inputs)
 
 # Parameter counts of the published configurations, computed layer by layer from the published
 # options (nf 64, 10 + 20 residual blocks, kernel_dim 512, 4 extractor blocks): 65.9 M without the
@@ -306,7 +306,7 @@ register(NetSpec(
     url=f"{_URL}/GOPRO_woVAE.pth",
     description="blur-kernel extractor (Tran et al. CVPR 2021), GoPro woVAE config; REDS_woVAE.pth and "
     "mix_woVAE.pth share this layout",
-    extra=dict(_EXTRA),
+    tiny_kwargs=dict(_TINY),
     **_COMMON,
 ))
 register(NetSpec(
@@ -316,6 +316,6 @@ register(NetSpec(
     weights_file="GOPRO_wVAE.pth",
     url=f"{_URL}/GOPRO_wVAE.pth",
     description="blur-kernel extractor with the VAE head (GoPro wVAE): codes can be sampled",
-    extra={**_EXTRA, "tiny": {**_TINY, "use_vae": True}},
+    tiny_kwargs={**_TINY, "use_vae": True},
     **_COMMON,
 ))

@@ -178,5 +178,5 @@ register(NetSpec(
     published_params=2_764_737,  # pix2pix 70x70 PatchGAN, ndf 64, instance norm (biased convs)
     multiple=1,
     description="70x70 PatchGAN (pix2pix NLayerDiscriminator, ndf 64, 3 layers, instance norm)",
-    extra={"tiny": {"ndf": 8, "n_layers": 2}, "receptive_field": 70},
+    tiny_kwargs={"ndf": 8, "n_layers": 2},
 ))

@@ -85,5 +85,5 @@ register(NetSpec(
     build=lambda **kw: HighPassDiscriminator(**kw),
     multiple=1,
     description="local high-pass discriminator (x - 5x5 box; three 5x5 convs, per-pixel logits; DSGAN-style)",
-    extra={"tiny": {"channels": (8, 16)}},
+    tiny_kwargs={"channels": (8, 16)},
 ))

@@ -290,7 +290,8 @@ register(NetSpec(
     weights_file="MIMO-UNet.pkl",
     description="MIMO-UNet (Cho et al. ICCV 2021), base 32, 8 res blocks per stage; Blur2Blur's translator",
     # official release: Google Drive file id (README of chosj95/MIMO-UNet); {'model': state_dict}
-    extra={"tiny": _TINY, "paper_params_m": 6.8, "drive_id": "1EQJoQj3YMLFfzrbgzWMD3Xj96RqLdIlx"},
+    tiny_kwargs=_TINY,
+    drive_id="1EQJoQj3YMLFfzrbgzWMD3Xj96RqLdIlx",
 ))
 register(NetSpec(
     name="mimo-unet-plus",
@@ -302,7 +303,8 @@ register(NetSpec(
     multiple=MULTIPLE,
     weights_file="MIMO-UNetPlus.pkl",
     description="MIMO-UNet+ (Cho et al. ICCV 2021), base 32, 20 res blocks per stage, dropout 0.1",
-    extra={"tiny": _TINY, "paper_params_m": 16.1, "drive_id": "166sufeHcdDTgXHNbCRzTC4T6DzuflB5m"},
+    tiny_kwargs=_TINY,
+    drive_id="166sufeHcdDTgXHNbCRzTC4T6DzuflB5m",
 ))
 register(NetSpec(
     name="mimo-unet-lite",
@@ -312,5 +314,5 @@ register(NetSpec(
     to_official=_identity_layout,
     multiple=MULTIPLE,
     description="MIMO-UNet lite for real-time CPU use: base 16, 2 res blocks per stage (same key layout)",
-    extra={"tiny": _TINY},
+    tiny_kwargs=_TINY,
 ))

@@ -216,8 +216,10 @@ def _register_all() -> None:
         url=f"{_HF}/NAFNet-GoPro-width32.pth",
         sha256="19394e6155d12ef6371d1d57496f87f0ec88f92bdffa27c0792690722d5d1a5c",
         description="NAFNet width 32 trained on GoPro; 17.1 M params",
-        extra={"tiny": dict(_TINY), "eval_kwargs": dict(_EVAL), "official_arch": "NAFNetLocal",
-               "drive_id": "1Fr2QadtDCEXg6iwWX8OzeZLbHOx2t5Bj"},
+        tiny_kwargs=dict(_TINY),
+        eval_kwargs=dict(_EVAL),
+        official_arch="NAFNetLocal",
+        drive_id="1Fr2QadtDCEXg6iwWX8OzeZLbHOx2t5Bj",
         **common,
     ))
     register(NetSpec(
@@ -228,7 +230,9 @@ def _register_all() -> None:
         url=f"{_HF}/NAFNet-GoPro-width64.pth",
         sha256="329d3ab4077b8d6b7ff61de376e483714667960bf85be027bf4335cda701196f",
         description="NAFNet width 64 trained on GoPro (33.71 dB GoPro test, TLC); 67.9 M params",
-        extra={"tiny": dict(_TINY), "eval_kwargs": dict(_EVAL), "official_arch": "NAFNetLocal"},
+        tiny_kwargs=dict(_TINY),
+        eval_kwargs=dict(_EVAL),
+        official_arch="NAFNetLocal",
         **common,
     ))
     register(NetSpec(
@@ -239,21 +243,23 @@ def _register_all() -> None:
         url=f"{_HF}/NAFNet-REDS-width64.pth",
         sha256="175fe8b3cdf3abedfbc87769779c3d9f491e05bb2e73ea9d627883f90a4b2df3",
         description="NAFNet width 64 trained on REDS (blur + JPEG); 67.9 M params",
-        extra={"tiny": dict(_TINY), "eval_kwargs": dict(_EVAL), "official_arch": "NAFNetLocal"},
+        tiny_kwargs=dict(_TINY),
+        eval_kwargs=dict(_EVAL),
+        official_arch="NAFNetLocal",
         **common,
     ))
     register(NetSpec(
         name="nafnet-lite",
         build=_builder(**_LITE),
         description="small NAFNet for CPU real time (>=10 fps at 320x240 on 2 laptop cores); trained by b2b",
-        extra={"tiny": dict(_TINY)},
+        tiny_kwargs=dict(_TINY),
         **common,
     ))
     register(NetSpec(
         name="nafnet-mid",
         build=_builder(**_MID),
         description="mid-size NAFNet (width 24, 8 deep blocks, 4.46 M params) for GPUs; trained by b2b",
-        extra={"tiny": dict(_TINY)},
+        tiny_kwargs=dict(_TINY),
         **common,
     ))
     register(NetSpec(
@@ -261,7 +267,7 @@ def _register_all() -> None:
         build=_builder(**_TINY_NET),
         multiple=8,
         description="very small NAFNet (tests, smoke runs, very slow CPUs); trained by b2b",
-        extra={"tiny": dict(_TINY)},
+        tiny_kwargs=dict(_TINY),
         **{k: v for k, v in common.items() if k != "multiple"},
     ))
 

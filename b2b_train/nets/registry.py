@@ -33,6 +33,11 @@ class NetSpec:
     the tests to write files in the official layout. ``published_params`` is the parameter count of
     the published model (tests compare against it). ``multiple`` is the input side multiple the net
     needs internally (it pads and crops itself; the fused engine may pad once up front instead).
+
+    ``tiny_kwargs``: build arguments of a small variant of the same architecture (tests, smoke runs);
+    ``eval_kwargs``: build arguments the published weights are run with (e.g. test-time local
+    converter, TLC); ``example_inputs(batch, size)``: a tuple of input tensors, for networks whose
+    forward takes more than the one (N, 3, H, W) image.
     """
 
     name: str
@@ -46,7 +51,12 @@ class NetSpec:
     url: str | None = None
     sha256: str | None = None
     description: str = ""
-    extra: dict = field(default_factory=dict)
+    tiny_kwargs: dict = field(default_factory=dict)
+    eval_kwargs: dict = field(default_factory=dict)
+    example_inputs: Callable[..., tuple[torch.Tensor, ...]] | None = None
+    official_arch: str = ""  # class of the official code the published weights belong to
+    sha256_prefix: str | None = None  # the published file's SHA-256 prefix that its name carries (torchvision)
+    drive_id: str | None = None  # Google Drive file id of the official release, where it has no URL
 
 
 REGISTRY: dict[str, NetSpec] = {}

@@ -316,5 +316,7 @@ register(NetSpec(
     url="https://github.com/swz30/Restormer/releases/download/v1.0/motion_deblurring.pth",
     sha256=None,
     description="Restormer motion deblurring (trained on GoPro); 26.1 M params",
-    extra={"tiny": dict(_TINY), "eval_kwargs": {"tlc": True}, "official_arch": "Restormer / RestormerLocal"},
+    tiny_kwargs=dict(_TINY),
+    eval_kwargs={"tlc": True},
+    official_arch="Restormer / RestormerLocal",
 ))

@@ -144,7 +144,8 @@ register(NetSpec(
     weights_file="vgg16-397923af.pth",
     url="https://download.pytorch.org/models/vgg16-397923af.pth",
     description="VGG16 features (torchvision ImageNet weights), named layers, for the reference-code perceptual loss",
-    extra={"sha256_prefix": "397923af", "tiny": {"layers": ("relu1_2", "relu2_1")}},
+    sha256_prefix="397923af",
+    tiny_kwargs={"layers": ("relu1_2", "relu2_1")},
 ))
 register(NetSpec(
     name="vgg19",
@@ -157,5 +158,6 @@ register(NetSpec(
     weights_file="vgg19-dcbb9e9d.pth",
     url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
     description="VGG19 features (torchvision ImageNet weights), named layers, for the paper's perceptual loss",
-    extra={"sha256_prefix": "dcbb9e9d", "tiny": {"layers": ("relu1_2", "relu2_1")}},
+    sha256_prefix="dcbb9e9d",
+    tiny_kwargs={"layers": ("relu1_2", "relu2_1")},
 ))
