@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real footage lives, a temporary home, and the shipped hand model.
+"""Shared fixtures and helpers: where the real footage lives, a temporary home, the shipped hand model,
+tiny networks and real frames for the stream tests, short training runs.
 
 Real data comes from ``../shared/data`` beside the repository (override with ``B2B_DATA``). Tests
 that need it are skipped when it is absent, except under ``B2B_REQUIRE_DATA=1`` (set by ``.ci/run``),
@@ -10,8 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,6 +113,41 @@ def tiny_translator(batch: int = 4, val_images: int = 2, **train) -> list[str]:
         "loss.vgg_arch=vgg16", "loss.vgg_layers=[relu1_2]", "loss.vgg_layer_weights=[1.0]",
         "train.deblur_samples=false",
     ] + [f"train.{k}={v}" for k, v in train.items()]
+
+
+# the registry networks the stream tests fuse, as their small variants (tiny_nets)
+TRANSLATOR = "mimo-unet-lite"
+DEBLURRER = "nafnet-tiny"
+
+
+def tiny_nets(seed: int = 0) -> tuple[nn.Module, nn.Module, int]:
+    """(translator, deblurrer, side multiple) small enough for CPU tests; eval mode, fixed seed."""
+    from b2b_train import nets
+    from b2b_train.nets import registry
+
+    assert TRANSLATOR in nets.names("translator"), nets.names()
+    assert DEBLURRER in nets.names("deblurrer"), nets.names()
+    torch.manual_seed(seed)
+    tr = registry.build(TRANSLATOR, **registry.spec(TRANSLATOR).tiny_kwargs).eval()
+    db = registry.build(DEBLURRER, **registry.spec(DEBLURRER).tiny_kwargs).eval()
+    # give the residual branches visible effect (fresh NAFNet-style nets start near identity)
+    with torch.no_grad():
+        for p in list(tr.parameters()) + list(db.parameters()):
+            p.add_(torch.randn_like(p) * 0.02)
+    m1, m2 = registry.spec(TRANSLATOR).multiple, registry.spec(DEBLURRER).multiple
+    return tr, db, int(np.lcm(m1, m2))
+
+
+def real_frames(paths, n: int, h: int, w: int, offset: int = 0) -> np.ndarray:
+    """``n`` real RGB crops (N, h, w, 3) uint8 from the Kodak images."""
+    from b2b_train.data.io import read_image
+
+    out = []
+    for i in range(n):
+        img = read_image(paths[(offset + i) % len(paths)])
+        y0, x0 = 37 * i % (img.shape[0] - h), 53 * i % (img.shape[1] - w)
+        out.append(img[y0 : y0 + h, x0 : x0 + w])
+    return np.ascontiguousarray(np.stack(out))
 
 
 @pytest.fixture()

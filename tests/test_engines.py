@@ -19,7 +19,7 @@ from b2b_stream import engines
 from b2b_stream.engines import get_engine
 from b2b_stream.fuse import FusedDeblur
 from b2b_train.errors import B2BError
-from test_fuse import TRANSLATOR, real_frames, tiny_nets
+from conftest import TRANSLATOR, real_frames, tiny_nets
 
 W, H = 72, 48  # not a multiple of 16 in width: the engine pads and crops inside
 

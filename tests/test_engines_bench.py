@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from b2b_stream.commands.bench import bench
-from test_fuse import DEBLURRER, tiny_nets
+from conftest import DEBLURRER, tiny_nets
 
 
 def test_bench_writes_stage_and_pipeline_numbers(asl_clips, hand_model, b2b_home, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from b2b_stream.commands.build import build
-from test_fuse import DEBLURRER, TRANSLATOR, tiny_nets
+from conftest import DEBLURRER, TRANSLATOR, tiny_nets
 
 
 @pytest.fixture()

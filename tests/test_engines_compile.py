@@ -11,7 +11,7 @@ import torch
 
 from b2b_stream.engines import compare_frames, get_engine
 from b2b_stream.fuse import FusedDeblur
-from test_fuse import real_frames, tiny_nets
+from conftest import real_frames, tiny_nets
 
 pytestmark = pytest.mark.slow
 

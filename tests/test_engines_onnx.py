@@ -20,7 +20,7 @@ from b2b_stream import engines  # noqa: E402
 from b2b_stream.engines import compare_frames, get_engine  # noqa: E402
 from b2b_stream.fuse import FusedDeblur  # noqa: E402
 from b2b_train.errors import B2BError  # noqa: E402
-from test_fuse import real_frames, tiny_nets  # noqa: E402
+from conftest import real_frames, tiny_nets  # noqa: E402
 
 W, H = 72, 48
 

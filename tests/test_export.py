@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from b2b_stream.fuse import FusedDeblur
-from test_fuse import real_frames, tiny_nets
+from conftest import real_frames, tiny_nets
 
 
 @pytest.fixture(scope="module")

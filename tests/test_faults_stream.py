@@ -1,7 +1,7 @@
 """Stream faults through ``b2b-stream run``: a camera that freezes, disappears and comes back.
 
 The real ``run`` command is driven in-process with its source replaced by a
-:class:`b2b_stream.sources.SimulatedCamera` scenario (no hardware): the camera freezes (a hung
+:class:`doubles.SimulatedCamera` scenario (no hardware): the camera freezes (a hung
 driver: ``read()`` blocks), then cannot be opened for a while (unplugged), then comes back; later it
 stops delivering again (returns no frame) and comes back again. The run must report each outage on
 stderr, reopen the camera, keep going to ``--frames``, exit 0 and leave a playable video and a
@@ -22,7 +22,8 @@ import av
 import pytest
 
 import b2b_stream.sources as sources
-from b2b_stream.sources import SimulatedCamera, SourceError
+from b2b_stream.sources import SourceError
+from doubles import SimulatedCamera
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,40 +12,7 @@ import torch
 from torch import nn
 
 from b2b_stream.fuse import FusedDeblur, full_resolution, net_multiple, pad_to_multiple
-
-TRANSLATOR = "mimo-unet-lite"
-DEBLURRER = "nafnet-tiny"
-
-
-def tiny_nets(seed: int = 0) -> tuple[nn.Module, nn.Module, int]:
-    """(translator, deblurrer, side multiple) small enough for CPU tests; eval mode, fixed seed."""
-    from b2b_train import nets
-    from b2b_train.nets import registry
-
-    assert TRANSLATOR in nets.names("translator"), nets.names()
-    assert DEBLURRER in nets.names("deblurrer"), nets.names()
-    torch.manual_seed(seed)
-    tr = registry.build(TRANSLATOR, **registry.spec(TRANSLATOR).tiny_kwargs).eval()
-    db = registry.build(DEBLURRER, **registry.spec(DEBLURRER).tiny_kwargs).eval()
-    # give the residual branches visible effect (fresh NAFNet-style nets start near identity)
-    with torch.no_grad():
-        for p in list(tr.parameters()) + list(db.parameters()):
-            p.add_(torch.randn_like(p) * 0.02)
-    m1, m2 = registry.spec(TRANSLATOR).multiple, registry.spec(DEBLURRER).multiple
-    return tr, db, int(np.lcm(m1, m2))
-
-
-def real_frames(paths, n: int, h: int, w: int, offset: int = 0) -> np.ndarray:
-    """``n`` real RGB crops (N, h, w, 3) uint8 from the Kodak images."""
-    from b2b_train.data.io import read_image
-
-    out = []
-    for i in range(n):
-        img = read_image(paths[(offset + i) % len(paths)])
-        y0, x0 = 37 * i % (img.shape[0] - h), 53 * i % (img.shape[1] - w)
-        out.append(img[y0 : y0 + h, x0 : x0 + w])
-    return np.ascontiguousarray(np.stack(out))
-
+from conftest import real_frames, tiny_nets
 
 def unfused(tr, db, frames: np.ndarray, multiple: int = 1) -> np.ndarray:
     """What an app without the fused module does, frame by frame, through b2b_train.data.io."""

@@ -18,7 +18,8 @@ import pytest
 from b2b_stream.cli import main
 from b2b_stream.pipeline import _END, Item, Pipeline, Slot
 from b2b_stream.sinks import CallbackSink, JsonlSink, SlowSink, VideoSink
-from b2b_stream.sources import SimulatedCamera, SourceError, open_source
+from b2b_stream.sources import SourceError, open_source
+from doubles import SimulatedCamera
 
 pytestmark = pytest.mark.timeout(180)  # a hang fails with stacks instead of stalling CI
 

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from b2b_stream.sources import Frame, SimulatedCamera, SourceError, demo_path, open_source
+from b2b_stream.sources import Frame, SourceError, demo_path, open_source
+from doubles import SimulatedCamera
 
 pytestmark = pytest.mark.timeout(180)  # a hang fails with stacks instead of stalling CI
 
