@@ -267,26 +267,10 @@ class _FileCapture:
 
 
 def _read_image_rgb(path: Path) -> np.ndarray:
-    """Any 8/16-bit, gray/RGB/RGBA image -> uint8 HxWx3 RGB (SourceError if unreadable)."""
-    try:  # the lead's reader when present (same conventions)
-        from b2b_train.data.io import read_image  # type: ignore
+    """Any 8/16-bit, gray/RGB/RGBA image -> uint8 HxWx3 RGB (DataError naming the file if unreadable)."""
+    from b2b_train.data.io import read_image  # b2b_train.data imports torch: only image folders need it
 
-        return read_image(path)
-    except ImportError:
-        pass
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise SourceError(f"{path}: not a readable image")
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = np.clip(img, 0, 255).astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return read_image(path)
 
 
 class _FolderCapture:

@@ -117,10 +117,8 @@ def _resolve_net(obj, kind: str, device: torch.device):
 
         net = load_translator(p)
         return net.to(device).eval(), str(p)
-    try:
-        from .shipped import resolve_deblurrer
-    except ImportError as e:
-        raise B2BError(f"cannot load deblurrers: b2b_train.shipped is unavailable ({e})") from None
+    from .shipped import resolve_deblurrer
+
     net = resolve_deblurrer(str(obj))
     return net.to(device).eval(), str(obj)
 

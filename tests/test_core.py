@@ -1,4 +1,4 @@
-"""The lead's shared plumbing: typed configs, safe checkpoints, metrics, image/video I/O, trainutil."""
+"""Shared plumbing: typed configs, safe checkpoints, metrics, image/video I/O, trainutil."""
 
 from __future__ import annotations
 

@@ -1,13 +1,12 @@
 """What a camera profile gives an engine: its networks, and the folder its engines are cached in.
 
-A profile is a :class:`b2b_stream.profile.Profile` (or, where that module is absent, a
-:class:`_ProfileRef`); ``None`` means no profile: the shipped default deblurrer alone.
+A profile is a :class:`b2b_stream.profile.Profile` (or its name); ``None`` means no profile: the
+shipped default deblurrer alone.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,42 +14,22 @@ import torch
 from torch import nn
 
 from b2b_train.errors import B2BError
+from b2b_train.nets import registry
+from b2b_train.nets.translator_io import load_translator
+from b2b_train.shipped import load_default_deblurrer, resolve_deblurrer
+
+from ..profile import Profile
+from ..profile import home as profile_home
 
 
 def _home(home: str | os.PathLike | None = None) -> Path:
-    if home is not None:
-        return Path(home)
-    try:
-        from ..profile import home as profile_home  # stream engineer's module
-
-        return Path(profile_home())
-    except ImportError:
-        return Path(os.environ.get("B2B_HOME") or os.getcwd())
-
-
-@dataclass
-class _ProfileRef:
-    """What the engines need from a camera profile (used when b2b_stream.profile is absent)."""
-
-    name: str
-    root: Path
-    translator_path: Path
-    engines_dir: Path
-    deblurrer: str = "default"
+    return Path(home) if home is not None else Path(profile_home())
 
 
 def _open_profile(profile, home: str | os.PathLike | None) -> Any:
     if profile is None or not isinstance(profile, (str, os.PathLike)):
         return profile
     name = str(profile)
-    try:
-        from ..profile import Profile  # noqa: WPS433
-    except ImportError:
-        root = _home(home) / "profiles" / name
-        if not root.is_dir():
-            raise B2BError(f"no camera profile {name!r} at {root}: record and calibrate one first "
-                           f"(b2b-stream record / calibrate --profile {name})")
-        return _ProfileRef(name, root, root / "translator.safetensors", _home(home) / "engines" / name)
     return Profile.open(name, home=home) if home is not None else Profile.open(name)
 
 
@@ -81,30 +60,12 @@ def _load_translator(profile) -> nn.Module:
             f"profile {name!r} has no trained translator ({path} missing): run "
             f"`b2b-stream calibrate --profile {name}` first, or run without a profile"
         )
-    try:
-        from b2b_train.trainer import load_translator  # noqa: WPS433
-    except ImportError:
-        # b2b_train.trainer not there: our own network files name their architecture.
-        from b2b_train.nets.registry import load_from_file
-
-        return load_from_file(path)[0]
     return load_translator(path)
 
 
 def _load_deblurrer(name_or_path: str = "default", device: torch.device | None = None) -> nn.Module:
     """The deblurrer named (``default``: the shipped one for ``device``: GPU-grade on CUDA when shipped)."""
-    try:
-        from b2b_train.shipped import resolve_deblurrer  # noqa: WPS433
-    except ImportError as e:
-        p = Path(str(name_or_path))
-        if p.suffix == ".safetensors" and p.is_file():
-            from b2b_train.nets.registry import load_from_file
-
-            return load_from_file(p)[0]
-        raise B2BError(f"cannot load deblurrer {name_or_path!r}: b2b_train.shipped is not available ({e})") from None
     if str(name_or_path).strip().lower() in ("", "default") and device is not None:
-        from b2b_train.shipped import load_default_deblurrer  # noqa: WPS433
-
         return load_default_deblurrer(device).cpu()
     return resolve_deblurrer(str(name_or_path))
 
@@ -118,11 +79,7 @@ def _load_lite(profile) -> nn.Module:
             f"profile {name!r} has no lite network ({path} missing): run "
             f"`b2b-stream calibrate --profile {name} --lite` first, or run without --lite"
         )
-    from b2b_train.nets.registry import load_from_file
-
-    net, meta = load_from_file(path)
-    from b2b_train.nets import registry
-
+    net, meta = registry.load_from_file(path)
     if registry.spec(meta["net"]).family != "deblurrer":
         raise B2BError(f"{path}: holds a {meta['net']}, not a distilled deblurrer; rerun `b2b-stream calibrate --profile {name} --lite`")
     return net.float().eval()

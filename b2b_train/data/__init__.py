@@ -1,7 +1,6 @@
 """Data: camera clips -> cached frames, blur degree, scene-disjoint B/S sets, sampler, curriculum.
 
-``io`` (reading images/clips) is the lead's; the rest is here:
-
+* :mod:`.io` - reading and writing images and clips;
 * :mod:`.frames` - :func:`extract_frames` (decode once into a cache, learned blur threshold);
 * :mod:`.sets` - :func:`make_unpaired`, :class:`UnpairedDataset`, :func:`load_unpaired`;
 * :mod:`.transforms` - :class:`AugmentConfig` and pure tensor augmentations;
