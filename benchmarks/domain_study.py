@@ -51,7 +51,7 @@ RECIPE = ["batch_size=8", "data.crop=128", "optim.lr=0.0005", "optim.warmup=50",
 
 
 def write_domain(name: str, overrides: list[str], folder: Path) -> Path:
-    from b2b_train.blur.synth import KnownBlurConfig
+    from b2b_train.blur.known_blur_config import KnownBlurConfig
     from b2b_train.config import dump_yaml, load_config
 
     cfg = load_config(KnownBlurConfig, "kernels", overrides, kind="known")

@@ -14,15 +14,17 @@ from .kernels import (  # noqa: F401
     random_trajectories,
     rasterize_trajectories,
 )
-from .synth import (  # noqa: F401
+from .known_blur_config import (  # noqa: F401
     BKESourceConfig,
-    CameraResponse,
-    KernelConfig,
-    KnownBlur,
-    KnownBlurConfig,
     CompressionConfig,
+    KernelConfig,
+    KnownBlurConfig,
     NoiseConfig,
     SpatialConfig,
+)
+from .synth import (  # noqa: F401
+    CameraResponse,
+    KnownBlur,
     convolve,
     make_known_blur,
 )

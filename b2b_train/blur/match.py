@@ -37,7 +37,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .synth import KnownBlur, KnownBlurConfig
+from .known_blur_config import KnownBlurConfig
+from .synth import KnownBlur
 
 __all__ = ["frame_degree", "known_degree", "match_extent", "evenly", "DEFAULT_CANDIDATES", "MAX_FRAMES"]
 

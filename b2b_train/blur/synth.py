@@ -41,22 +41,9 @@ from .kernels import (
     pad_kernels,
     random_kernels,
 )
-from .known_blur_config import (
-    BKESourceConfig,
-    CompressionConfig,
-    KernelConfig,
-    KnownBlurConfig,
-    NoiseConfig,
-    SpatialConfig,
-)
+from .known_blur_config import KnownBlurConfig
 
 __all__ = [
-    "KernelConfig",
-    "SpatialConfig",
-    "NoiseConfig",
-    "CompressionConfig",
-    "BKESourceConfig",
-    "KnownBlurConfig",
     "KnownBlur",
     "make_known_blur",
     "convolve",
