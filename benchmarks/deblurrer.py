@@ -95,26 +95,54 @@ def flicker(net, device, size=(320, 240), frames: int = 40) -> dict:
 
 
 def speed(net, device, runs: int = 10) -> dict:
+    """Median time per image of the network in PyTorch eager and, on the CPU, as the onnxruntime
+    engine ``b2b-stream run`` builds (uint8 frame in, uint8 frame out), interleaved in one run so
+    their ratio is comparable even on a busy machine."""
     img = to_tensor(read_image(data_root() / "images/kodak/kodim05.png"))[None].to(device)
     sizes = [(320, 240), (640, 480)] + ([(1280, 720)] if device.type == "cuda" else [])
     out = {}
     for w, h in sizes:
         x = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
+        frame = (x[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()[None]
+        variants = {"torch eager": lambda: net(x)}
+        engine = _cpu_engine(net, (w, h)) if device.type == "cpu" else None
+        if engine is not None:
+            variants["onnxruntime engine"] = lambda: engine.run(frame)
+        times = {k: [] for k in variants}
         with torch.no_grad():
-            for _ in range(2):
-                net(x)
-            times = []
+            for fn in variants.values():
+                for _ in range(2):
+                    fn()
             for _ in range(runs):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                net(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - t)
-        med = statistics.median(times)
-        out[f"{w}x{h}"] = {"median_ms": med * 1000, "images_per_s": 1.0 / med, "best_images_per_s": 1.0 / min(times)}
+                for k, fn in variants.items():
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    t = time.perf_counter()
+                    fn()
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    times[k].append(time.perf_counter() - t)
+        base = statistics.median(times["torch eager"])
+        for k, ts in times.items():
+            med = statistics.median(ts)
+            out.setdefault(f"{w}x{h}", {})[k] = {"median_ms": med * 1000, "images_per_s": 1.0 / med,
+                                                 "best_images_per_s": 1.0 / min(ts), "vs_eager": base / med}
     return out
+
+
+def _cpu_engine(net, size):
+    """The shipped-deblurrer-alone onnxruntime engine at ``size``, or None without onnxruntime."""
+    import copy
+
+    from b2b_stream.engines import get_engine
+    from b2b_train.errors import B2BError
+
+    try:
+        return get_engine(None, backend="onnxruntime", device="cpu", size=size, deblurrer=copy.deepcopy(net).float(),
+                          cache=False, check=False)
+    except (B2BError, ImportError) as e:
+        print(f"no onnxruntime engine: {e}")
+        return None
 
 
 @torch.no_grad()
@@ -191,13 +219,16 @@ def main(argv=None) -> int:
     for name, v in flick.items():
         lines.append(f"| {name} | {v['pairs']} | {v['input']:.3f} | {v['output']:.3f} | {v['ratio']:.2f} |")
     lines.append("")
-    lines.append(f"Speed of the deblurrer alone (PyTorch eager, float32, batch 1, {args.device}, "
-                 f"{torch.get_num_threads()} threads, median of 10):")
+    lines.append(f"Speed of the deblurrer alone (float32, batch 1, {args.device}, {torch.get_num_threads()} threads, "
+                 "median of 10 interleaved runs; the onnxruntime engine is what `b2b-stream run` builds on the CPU, "
+                 "uint8 frame in and out):")
     lines.append("")
-    lines.append("| input | ms / image | images / s (median) | images / s (best) |")
-    lines.append("|---|---:|---:|---:|")
-    for size, v in spd.items():
-        lines.append(f"| {size} | {v['median_ms']:.1f} | {v['images_per_s']:.1f} | {v['best_images_per_s']:.1f} |")
+    lines.append("| input | runtime | ms / image | images / s (median) | images / s (best) | speed vs eager |")
+    lines.append("|---|---|---:|---:|---:|---:|")
+    for size, per in spd.items():
+        for k, v in per.items():
+            lines.append(f"| {size} | {k} | {v['median_ms']:.1f} | {v['images_per_s']:.1f} | "
+                         f"{v['best_images_per_s']:.1f} | {v['vs_eager']:.2f}x |")
     lines.append("")
     lines.append(f"Examples (`benchmarks/out/{grid_path.name}`, 160 px crops at 320x240): own domain on kodim03, "
                  "KAIR motion kernel 9 on kodim07, JPEG quality 40-60 on flower.")
