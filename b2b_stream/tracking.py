@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from b2b_train.errors import B2BError
+from b2b_train.hashing import file_sha256
 
 __all__ = [
     "HandTracker",
@@ -120,21 +121,13 @@ def default_hand_model_path() -> Path:
     return cache_dir() / "models" / MODEL_NAME
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def shipped_hand_model() -> Path:
     """The bundle shipped with b2b, after checking its SHA-256; a clear error when missing or altered."""
     p = SHIPPED_MODEL
     if not p.is_file():
         raise HandModelError(f"hand-tracking model not installed (looked for {default_hand_model_path()} and the "
                              f"shipped {p}); reinstall b2b or install one: {OFFLINE_HOWTO}")
-    digest = _sha256_file(p)
+    digest = file_sha256(p)
     if digest != SHIPPED_SHA256:
         raise HandModelError(
             f"the shipped hand model {p} is damaged (SHA-256 {digest[:16]}..., {p.stat().st_size} bytes; expected "
@@ -279,7 +272,7 @@ def check_hand_model(path: str | os.PathLike | None = None, clip: str | os.PathL
                 break
     return {
         "model": str(model),
-        "sha256": hashlib.sha256(Path(model).read_bytes()).hexdigest(),
+        "sha256": file_sha256(model),
         "clip": str(clip),
         "frames": frames,
         "frames_with_hands": detected,

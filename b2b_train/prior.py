@@ -32,6 +32,7 @@ import torch
 
 from .config import to_dict
 from .errors import ConfigError, DataError
+from .hashing import file_sha256
 
 __all__ = [
     "CameraRanges",
@@ -187,7 +188,7 @@ def simulate_pairs(clips: Sequence[str | os.PathLike], cfg: PriorConfig, cache: 
 
 
 def _file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def prior_mismatch(prior_meta: dict, deblurrer_path: str | os.PathLike) -> str | None:

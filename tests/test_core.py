@@ -306,3 +306,16 @@ def test_ssim_equals_direct_2d_window_reference(kodak_images):
         sxx, syy, sxy = f(x * x) - mx**2, f(y * y) - my**2, f(x * y) - mx * my
         vals.append((((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))).mean())
     assert ssim_np(other.astype(np.uint8), gt.astype(np.uint8)) == pytest.approx(float(np.mean(vals)), abs=1e-10)
+
+
+def test_file_sha256_reads_in_blocks_and_matches_hashlib(tmp_path):
+    """The one file digest (engine manifests, hand model, weight imports, prior) spans block boundaries."""
+    import hashlib
+
+    from b2b_train.hashing import file_sha256
+
+    data = np.random.default_rng(0).integers(0, 256, (1 << 20) + 17, dtype=np.uint8).tobytes()
+    (tmp_path / "blob").write_bytes(data)
+    (tmp_path / "empty").write_bytes(b"")
+    assert file_sha256(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
+    assert file_sha256(str(tmp_path / "empty")) == hashlib.sha256(b"").hexdigest()

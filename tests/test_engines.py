@@ -19,6 +19,7 @@ from b2b_stream import engines
 from b2b_stream.engines import get_engine
 from b2b_stream.fuse import FusedDeblur
 from b2b_train.errors import B2BError
+from b2b_train.hashing import file_sha256
 from conftest import TRANSLATOR, real_frames, tiny_nets
 
 W, H = 72, 48  # not a multiple of 16 in width: the engine pads and crops inside
@@ -75,7 +76,7 @@ def test_cache_hit_miss_stale_and_corrupt(nets, frames, b2b_home):
     file = Path(e1.info["file"])
     manifest = file.with_suffix(".json")
     man = json.loads(manifest.read_text())
-    assert man["sha256"] == engines._sha256(file) and man["key"]["size"] == [W, H]
+    assert man["sha256"] == file_sha256(file) and man["key"]["size"] == [W, H]
     assert man["key"]["deblurrer"].endswith(engines._digest(db).split(":")[1])
     assert file.suffix == ".safetensors" and man["key"]["variant"] == "eager"
     out1 = e1.run(frames)
@@ -106,7 +107,7 @@ def test_cache_hit_miss_stale_and_corrupt(nets, frames, b2b_home):
     msgs.clear()
     e4 = get_engine(None, deblurrer=db2, say=say, **kw)
     assert e4.info["cache"] == "built" and any("does not match its manifest" in s for s in msgs), msgs
-    assert json.loads(manifest.read_text())["sha256"] == engines._sha256(file)
+    assert json.loads(manifest.read_text())["sha256"] == file_sha256(file)
 
     # corrupt manifest, then a foreign file with no manifest -> rebuilt
     manifest.write_text("{not json")
@@ -155,7 +156,7 @@ def test_tampered_file_is_never_deserialised(tmp_path, monkeypatch):
     evil = b"malicious pickle, manifest edited to match"
     slot.file.write_bytes(evil)
     man = json.loads(slot.manifest.read_text())
-    man.update(sha256=engines._sha256(slot.file), bytes=len(evil))
+    man.update(sha256=file_sha256(slot.file), bytes=len(evil))
     slot.manifest.write_text(json.dumps(man))
     loaded.clear()
     msgs: list[str] = []

@@ -16,10 +16,10 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from b2b_stream import engines  # noqa: E402
 from b2b_stream.engines import compare_frames, get_engine  # noqa: E402
 from b2b_stream.fuse import FusedDeblur  # noqa: E402
 from b2b_train.errors import B2BError  # noqa: E402
+from b2b_train.hashing import file_sha256  # noqa: E402
 from conftest import real_frames, tiny_nets  # noqa: E402
 
 W, H = 72, 48
@@ -74,7 +74,7 @@ def test_corrupt_onnx_file_is_rebuilt(nets, frames, home):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated
     eng = get_engine(None, **kw)
     assert eng.info["cache"] == "built" and any("does not match its manifest" in s for s in msgs), msgs
-    assert json.loads(path.with_suffix(".json").read_text())["sha256"] == engines._sha256(path)
+    assert json.loads(path.with_suffix(".json").read_text())["sha256"] == file_sha256(path)
     assert compare_frames(eng.run(frames), _eager(nets, frames, eng.info["multiple"]))["within_1"] >= 0.999
 
 

@@ -49,7 +49,6 @@ _EXPORTS = {
     "MANIFEST_FORMAT": "cache",
     "_Slot": "cache",
     "_cached": "cache",
-    "_sha256": "cache",
     "_digest": "cache",
     "profile_networks": "networks",
     "_open_profile": "networks",

@@ -23,18 +23,11 @@ import torch
 from torch import nn
 
 from b2b_train.errors import B2BError
+from b2b_train.hashing import file_sha256
 
 from .runtime import Engine
 
 MANIFEST_FORMAT = "b2b-engine/1"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _digest(net: nn.Module | None) -> str | None:
@@ -96,7 +89,7 @@ def _read_manifest(slot: _Slot, key: dict) -> tuple[dict | None, str]:
         return None, "stale engine (changed: " + ", ".join(changed) + ")"
     if not slot.file.is_file():
         return None, f"engine file {slot.file.name} is missing"
-    if slot.file.stat().st_size != man.get("bytes") or _sha256(slot.file) != man.get("sha256"):
+    if slot.file.stat().st_size != man.get("bytes") or file_sha256(slot.file) != man.get("sha256"):
         return None, f"engine file {slot.file.name} does not match its manifest (corrupt or replaced)"
     import hmac
 
@@ -187,7 +180,7 @@ def _cached(slot: _Slot, key: dict, build: Callable[[Path], dict], load: Callabl
         "key": key,
         "file": slot.file.name,
         "bytes": slot.file.stat().st_size,
-        "sha256": (digest := _sha256(slot.file)),
+        "sha256": (digest := file_sha256(slot.file)),
         "signature": _signature(digest, key),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(seconds, 3),

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from ..errors import B2BError, CheckpointError
+from ..hashing import file_sha256
 
 __all__ = ["weights", "count_params", "fits", "verify_digest", "recorded_digest", "download"]
 
@@ -100,14 +101,6 @@ def verify_digest(actual_sha256: str, expected: str) -> bool:
     if len(e) < 8 or not _HEX.match(e):
         raise B2BError(f"not a SHA-256 (or 8+ hex digit prefix): {expected!r}")
     return actual_sha256.lower().startswith(e)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(url: str, dest_dir: Path, name: str, expected: str, progress: bool = True) -> tuple[Path, str, int]:
@@ -308,7 +301,7 @@ def convert(name, src, dst):
     reg = _registry()
     t0 = time.perf_counter()
     net = reg.load(name, src)
-    reg.save_network(dst, net, name, {}, source=src.name, source_sha256=_sha256_file(src))
+    reg.save_network(dst, net, name, {}, source=src.name, source_sha256=file_sha256(src))
     n = sum(p.numel() for p in net.parameters())
     click.echo(f"converted {src} -> {dst}: {name}, {len(net.state_dict())} tensors, {n / 1e6:.2f} M params "
                f"in {time.perf_counter() - t0:.1f} s")
@@ -349,7 +342,7 @@ def fetch(name, sha, url, force, no_check):
     cache = reg.cache_dir()
     dest = cache / file_name
     if dest.is_file() and not force:
-        digest = _sha256_file(dest)
+        digest = file_sha256(dest)
         if verify_digest(digest, expected):
             click.echo(f"{dest} already present and verified (sha256 {digest})")
             return
