@@ -295,3 +295,28 @@ def test_each_backend_name_has_one_registered_module():
         registry.spec("auto")
     with pytest.raises(ValueError, match="registered twice"):
         registry.register(registry.spec("torch"))
+
+
+def test_time_engine_times_single_frames_at_the_engine_size():
+    """The one timing loop (build's speed line, auto's CPU choice): optional warm-up, then ``runs`` frames."""
+
+    class Counting(engines.Engine):
+        backend = "counting"
+
+        def __init__(self, size):
+            super().__init__(device="cpu", precision="fp32", size=size)
+            self.shapes = []
+
+        def _run(self, a):
+            self.shapes.append(a.shape)
+            return a
+
+    e = Counting((40, 24))
+    assert engines.time_engine(e, runs=3) > 0
+    assert e.shapes == [(1, 24, 40, 3)] * 4  # one warm-up frame, three timed
+    e.shapes.clear()
+    engines.time_engine(e, runs=2, warmup=False)
+    assert e.shapes == [(1, 24, 40, 3)] * 2
+    free = Counting(None)
+    engines.time_engine(free, runs=1, warmup=False)
+    assert free.shapes == [(1, 480, 640, 3)]

@@ -78,7 +78,7 @@ def build(profile_name, lite, backend, precision, size, device, torch_mode, debl
     """
     from rich.console import Console
 
-    from b2b_stream.engines import get_engine, resolve_device
+    from b2b_stream.engines import get_engine, resolve_device, time_engine
 
     console = Console(soft_wrap=True, markup=False)
     dev = resolve_device(device)
@@ -100,7 +100,7 @@ def build(profile_name, lite, backend, precision, size, device, torch_mode, debl
         t1 = time.perf_counter()
         engine.warmup(1)
         warm = time.perf_counter() - t1
-        fps = _measure(engine)
+        fps = 1.0 / max(1e-9, time_engine(engine, warmup=False))
     info = engine.info
     check = info.get("check")
     console.print("engine ready: ", style="bold green", end="")
@@ -124,18 +124,3 @@ def build(profile_name, lite, backend, precision, size, device, torch_mode, debl
             f"warning: this engine differs from eager fp32 by more than 1 level on "
             f"{100 * (1 - check['within_1']):.2f} % of pixels; compare with --precision fp32 or another --backend",
             highlight=False)
-
-
-def _measure(engine, runs: int = 3) -> float:
-    import statistics
-
-    from b2b_stream.fuse import example_frames
-
-    w, h = engine.size or (640, 480)
-    x = example_frames(1, h, w, seed=4).numpy()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        engine.run(x)
-        ts.append(time.perf_counter() - t)
-    return 1.0 / max(1e-9, statistics.median(ts))

@@ -56,6 +56,7 @@ _EXPORTS = {
     "build_engine": "policy",
     "resolve_device": "policy",
     "parse_size": "policy",
+    "time_engine": "policy",
 }
 
 __all__ = [

@@ -126,10 +126,12 @@ def _plan(backend: str, precision: str, device: torch.device, torch_mode: str) -
     return _Plan(backend, "asked for", precision, mode, notes)
 
 
-def _time_engine(engine: Engine, runs: int = 3) -> float:
-    """Median seconds per frame after one warm-up run."""
-    engine.warmup(1)
-    w, h = engine.size
+def time_engine(engine: Engine, runs: int = 3, *, warmup: bool = True) -> float:
+    """Median seconds per frame of ``runs`` single frames, after one warm-up run unless ``warmup`` is off
+    (when the caller has warmed the engine and timed that itself). A size-free engine is timed at 640x480."""
+    if warmup:
+        engine.warmup(1)
+    w, h = engine.size or (640, 480)
     x = example_frames(1, h, w, seed=1).numpy()
     ts = []
     for _ in range(runs):
@@ -297,8 +299,8 @@ def _auto_cpu(one: Callable, plan: _Plan, edir: Path, common: dict, reuse: bool,
     res_ort = one("onnxruntime", None, plan.precision)
     res_torch = one("torch", plan.mode, plan.precision)
     say("auto: timing onnxruntime and torch eager on this CPU")
-    t_ort = _time_engine(res_ort.engine)
-    t_torch = _time_engine(res_torch.engine)
+    t_ort = time_engine(res_ort.engine)
+    t_torch = time_engine(res_torch.engine)
     if t_ort < t_torch:
         res, backend = res_ort, "onnxruntime"
         why = f"CPU: onnxruntime measured faster than torch eager ({1 / t_ort:.1f} vs {1 / t_torch:.1f} fps at {w}x{h})"
