@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .blur.bke_transfer import PairedImages, pair_folders
+from .checks import check_at_least
 from .config import dump_yaml, load_config, to_dict
 from .errors import ConfigError
 from .losses import charbonnier_loss
@@ -61,8 +62,7 @@ class BKEConfig:
     cache_images: int = 256
 
     def __post_init__(self):
-        if self.iters < 1 or self.batch_size < 1:
-            raise ValueError("iters and batch_size must be >= 1")
+        check_at_least({"iters": self.iters, "batch_size": self.batch_size}, 1)
         if self.crop < 256 or self.crop % 128:
             raise ValueError(f"crop must be a multiple of 128 and >= 256 (the BKE's code needs it), got {self.crop}")
         if not self.periods or min(self.periods) < 1:

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_at_least
 from .config import load_config, to_dict
 from .errors import ConfigError, DataError
 from .losses import charbonnier_loss, psnr_loss
@@ -144,14 +145,10 @@ class DeblurrerConfig:
     threads: int = 0  # torch.set_num_threads on CPU; 0 leaves it
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        if self.iters < 0:
-            raise ValueError("iters must be >= 0")
-        if self.data.crop < 16:
-            raise ValueError("data.crop must be >= 16")
-        if min(self.val_every, self.ckpt_every, self.log_every) < 1:
-            raise ValueError("val_every, ckpt_every and log_every must be >= 1")
+        check_at_least({"batch_size": self.batch_size}, 1)
+        check_at_least({"iters": self.iters}, 0)
+        check_at_least({"data.crop": self.data.crop}, 16)
+        check_at_least({"val_every": self.val_every, "ckpt_every": self.ckpt_every, "log_every": self.log_every}, 1)
 
 
 def load_deblurrer_config(preset: str | os.PathLike | None = "default", overrides=()) -> DeblurrerConfig:

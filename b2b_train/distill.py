@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checks import check_at_least
 from .config import to_dict
 from .data.bank import ImageBank
 from .deblur_trainer import CropSampler
@@ -104,12 +105,9 @@ class DistillConfig:
     channels_last: bool = True
 
     def __post_init__(self):
-        if self.iters < 0:
-            raise ConfigError("iters must be >= 0")
-        if self.batch < 1:
-            raise ConfigError("batch must be >= 1")
-        if self.crop < 16:
-            raise ConfigError("crop must be >= 16")
+        check_at_least({"iters": self.iters}, 0, ConfigError)
+        check_at_least({"batch": self.batch}, 1, ConfigError)
+        check_at_least({"crop": self.crop}, 16, ConfigError)
         if self.lr <= 0:
             raise ConfigError("lr must be > 0")
         if self.val_frames < 1:
@@ -120,8 +118,8 @@ class DistillConfig:
             raise ConfigError("max_frames must exceed val_frames (training needs frames too)")
         if self.loss not in ("charbonnier", "l1"):
             raise ConfigError(f"loss must be charbonnier or l1, not {self.loss!r}")
-        if min(self.val_every, self.ckpt_every, self.log_every) < 1:
-            raise ConfigError("val_every, ckpt_every and log_every must be >= 1")
+        check_at_least({"val_every": self.val_every, "ckpt_every": self.ckpt_every, "log_every": self.log_every},
+                       1, ConfigError)
 
 
 # ----------------------------------------------------------------------------- data

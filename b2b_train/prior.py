@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .checks import check_at_least
 from .config import to_dict
 from .errors import ConfigError, DataError
 from .hashing import file_sha256
@@ -99,10 +100,9 @@ class PriorConfig:
             self.cameras = CameraRanges(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.cameras.items()})
         if self.crop % 8 or self.crop < 32:
             raise ConfigError(f"crop must be a multiple of 8 and >= 32, got {self.crop}")
-        if self.cameras_per_clip < 1 or self.frame_step < 1 or self.iters < 1 or self.batch < 1:
-            raise ConfigError("cameras_per_clip, frame_step, iters and batch must be >= 1")
-        if self.lambda_content < 0:
-            raise ConfigError("lambda_content must be >= 0")
+        check_at_least({"cameras_per_clip": self.cameras_per_clip, "frame_step": self.frame_step,
+                        "iters": self.iters, "batch": self.batch}, 1, ConfigError)
+        check_at_least({"lambda_content": self.lambda_content}, 0, ConfigError)
         if self.target not in ("still", "reference"):
             raise ConfigError(f"target must be still or reference, got {self.target!r}")
 

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from . import losses as L
+from .checks import check_at_least
 from .config import dump_yaml, from_dict, load_config, to_dict
 from .errors import B2BError, CheckpointError, ConfigError, DataError
 from .nets.translator_io import WEIGHTS_NAME, FullResolution, load_translator
@@ -167,8 +168,7 @@ class ScheduleConfig:
     decay_start: float = 0.5
 
     def __post_init__(self):
-        if self.iters < 1:
-            raise ValueError("schedule.iters must be >= 1")
+        check_at_least({"schedule.iters": self.iters}, 1)
         if not 0.0 <= self.decay_start <= 1.0:
             raise ValueError("schedule.decay_start is a fraction of the run in [0, 1]")
 

@@ -319,3 +319,25 @@ def test_file_sha256_reads_in_blocks_and_matches_hashlib(tmp_path):
     (tmp_path / "empty").write_bytes(b"")
     assert file_sha256(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
     assert file_sha256(str(tmp_path / "empty")) == hashlib.sha256(b"").hexdigest()
+
+
+def test_setting_checks_name_the_setting():
+    """One wording for the range checks the configs and the kernel sampler share."""
+    from b2b_train.blur.known_blur_config import CompressionConfig, KernelConfig
+    from b2b_train.checks import check_at_least, check_fraction, check_range
+    from b2b_train.distill import DistillConfig
+
+    assert check_range("r", [1, 2]) == (1.0, 2.0)
+    with pytest.raises(ValueError, match=r"^r must be 1 <= lo <= hi <= 100, got \[0, 50\]$"):
+        check_range("r", [0, 50], 1, 100)
+    with pytest.raises(ConfigError, match=r"^a, b and c must be >= 1$"):
+        check_at_least({"a": 1, "b": 0, "c": 2}, 1, ConfigError)
+    check_at_least({"iters": 0}, 0)
+    with pytest.raises(ValueError, match=r"^p must be in \[0, 1\]$"):
+        check_fraction("p", 1.5)
+    with pytest.raises(ValueError, match=r"kernels\.extent must be 0 <= lo <= hi, got \[5, 3\]"):
+        KernelConfig(extent=(5, 3))
+    with pytest.raises(ConfigError, match=r"config CompressionConfig: compression\.quality must be 1 <= lo"):
+        from_dict(CompressionConfig, {"quality": [0, 50]})
+    with pytest.raises(ConfigError, match=r"^val_every, ckpt_every and log_every must be >= 1$"):
+        DistillConfig(val_every=0)

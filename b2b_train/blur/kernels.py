@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..checks import check_range
 from ..errors import DataError
 
 __all__ = [
@@ -192,9 +193,7 @@ def random_kernels(
     """
     if size % 2 == 0 or size < 3:
         raise ValueError(f"kernel size must be odd and >= 3, got {size}")
-    lo, hi = (float(extent), float(extent)) if isinstance(extent, (int, float)) else (float(extent[0]), float(extent[1]))
-    if lo < 0 or hi < lo:
-        raise ValueError(f"kernel extent range must be 0 <= lo <= hi, got {(lo, hi)}")
+    lo, hi = check_range("kernel extent range", (extent, extent) if isinstance(extent, (int, float)) else extent)
     if hi > size - 2:
         raise ValueError(f"kernel extent {hi} does not fit a {size}x{size} kernel (need size >= extent + 2)")
     dev = torch.device(device) if device is not None else (generator.device if generator is not None else torch.device("cpu"))

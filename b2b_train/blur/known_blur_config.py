@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..checks import check_fraction, check_range
 from .kernels import TrajectoryParams
 
 __all__ = [
@@ -52,13 +53,10 @@ class KernelConfig:
     p_files: float = 0.0
 
     def __post_init__(self):
-        lo, hi = self.extent
-        if not 0 <= lo <= hi:
-            raise ValueError(f"kernels.extent must be 0 <= lo <= hi, got {list(self.extent)}")
+        _, hi = check_range("kernels.extent", self.extent)
         if self.size and (self.size % 2 == 0 or self.size < hi + 2):
             raise ValueError(f"kernels.size must be odd and >= extent max + 2 (got {self.size}); 0 = automatic")
-        if not 0 <= self.p_files <= 1:
-            raise ValueError("kernels.p_files must be in [0, 1]")
+        check_fraction("kernels.p_files", self.p_files)
         if self.p_files > 0 and not self.files:
             raise ValueError("kernels.p_files > 0 needs kernels.files")
         if self.steps < 2 or self.bank < 0:
@@ -103,9 +101,7 @@ class SpatialConfig:
             raise ValueError(f"spatial.p_uniform + p_varying + p_local + p_sharp must be 1 (got {sum(ps):g})")
         if self.n_kernels < 1 or self.grid < 1 or self.temperature <= 0 or self.edge <= 0:
             raise ValueError("spatial.n_kernels and grid must be >= 1; temperature and edge > 0")
-        lo, hi = self.sharp_fraction
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError("spatial.sharp_fraction must be 0 <= lo <= hi <= 1")
+        check_range("spatial.sharp_fraction", self.sharp_fraction, 0, 1)
 
 
 @dataclass
@@ -143,9 +139,8 @@ class CompressionConfig:
     quality: tuple[float, float] = (50.0, 95.0)
 
     def __post_init__(self):
-        lo, hi = self.quality
-        if not 0 <= self.p <= 1 or not 1 <= lo <= hi <= 100:
-            raise ValueError("compression.p must be in [0, 1] and 1 <= quality lo <= hi <= 100")
+        check_fraction("compression.p", self.p)
+        check_range("compression.quality", self.quality, 1, 100)
 
 
 @dataclass
