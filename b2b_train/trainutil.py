@@ -429,6 +429,41 @@ def run_supervised_steps(
     return step
 
 
+def fit_pairs_cosine(
+    params,
+    draw: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    iters: int,
+    lr: float,
+    betas: tuple[float, float],
+    grad_clip: float,
+    device: torch.device | str,
+    description: str,
+    show_progress: bool = True,
+) -> None:
+    """A short fit on paired crops: Adam at a cosine-annealed learning rate, no checkpoints, logs or resume.
+
+    Each of ``iters`` steps sets the learning rate to ``lr * 0.5 * (1 + cos(pi * it / iters))``, draws a
+    batch ``x, y = draw()`` (moved to ``device``), backpropagates ``loss_fn(x, y)``, clips the gradient norm
+    of ``params`` to ``grad_clip`` and steps; the bar shows each step's loss. The parameters change in place.
+    """
+    params = list(params)
+    opt = torch.optim.Adam(params, lr=lr, betas=betas)
+    with progress(iters, description, enabled=show_progress) as bar:
+        for it in range(iters):
+            x, y = draw()
+            x, y = x.to(device), y.to(device)
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * it / iters))
+            loss = loss_fn(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            opt.step()
+            bar.advance(1, loss=float(loss.detach()))
+
+
 # ----------------------------------------------------------------------------- logs and plots
 
 class CsvLogger:

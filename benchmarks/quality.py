@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 import time
@@ -255,7 +254,7 @@ def finetune_pairs(args, work: Path, budget: dict, base: Path) -> Path:
     from b2b_train.data.io import list_images, read_image, to_tensor
     from b2b_train.losses import psnr_loss
     from b2b_train.nets import registry
-    from b2b_train.trainutil import pick_device, progress
+    from b2b_train.trainutil import fit_pairs_cosine, pick_device
 
     iters = budget["upper_iters"]  # trained to (near) convergence: the bound should not be set by the budget
     out = work / f"deblurrer-upper-{_digest(base)}-{iters}" / "deblurrer.safetensors"
@@ -266,28 +265,23 @@ def finetune_pairs(args, work: Path, budget: dict, base: Path) -> Path:
     net = net.to(device).train()
     blurry = [to_tensor(read_image(p)) for p in list_images(work / "camera" / "pairs" / "blurry")]
     gt = [to_tensor(read_image(p)) for p in list_images(work / "camera" / "pairs" / "gt")]
-    opt = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.9, 0.9))
     g = torch.Generator().manual_seed(0)
     c, n = budget["finetune_crop"], budget["finetune_batch"]
-    with progress(iters, "upper bound", enabled=not args.no_progress) as bar:
-        for it in range(iters):
-            xs, ys = [], []
-            for _ in range(n):
-                i = int(torch.randint(len(blurry), (1,), generator=g))
-                h, w = blurry[i].shape[-2:]
-                y0 = int(torch.randint(h - c + 1, (1,), generator=g))
-                x0 = int(torch.randint(w - c + 1, (1,), generator=g))
-                xs.append(blurry[i][:, y0 : y0 + c, x0 : x0 + c])
-                ys.append(gt[i][:, y0 : y0 + c, x0 : x0 + c])
-            x, y = torch.stack(xs).to(device), torch.stack(ys).to(device)
-            for group in opt.param_groups:
-                group["lr"] = 2e-4 * 0.5 * (1 + math.cos(math.pi * it / iters))
-            loss = psnr_loss(net(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 0.01)
-            opt.step()
-            bar.advance(1, loss=float(loss.detach()))
+
+    def draw():
+        xs, ys = [], []
+        for _ in range(n):
+            i = int(torch.randint(len(blurry), (1,), generator=g))
+            h, w = blurry[i].shape[-2:]
+            y0 = int(torch.randint(h - c + 1, (1,), generator=g))
+            x0 = int(torch.randint(w - c + 1, (1,), generator=g))
+            xs.append(blurry[i][:, y0 : y0 + c, x0 : x0 + c])
+            ys.append(gt[i][:, y0 : y0 + c, x0 : x0 + c])
+        return torch.stack(xs), torch.stack(ys)
+
+    fit_pairs_cosine(net.parameters(), draw, lambda x, y: psnr_loss(net(x), y), iters=iters, lr=2e-4,
+                     betas=(0.9, 0.9), grad_clip=0.01, device=device, description="upper bound",
+                     show_progress=not args.no_progress)
     registry.save_network(out, net.eval(), meta["net"], meta.get("net_kwargs", {}), kind="deblurrer",
                           note="quality benchmark upper bound: fine-tuned on the unknown camera's pairs")
     return out
@@ -305,7 +299,7 @@ def translator_oracle(args, work: Path, budget: dict, base: Path) -> Path:
     from b2b_train.nets import registry
     from b2b_train.shipped import resolve_deblurrer
     from b2b_train.trainer import FullResolution
-    from b2b_train.trainutil import pick_device, progress
+    from b2b_train.trainutil import fit_pairs_cosine, pick_device
 
     iters = budget["oracle_iters"]
     out = work / f"translator-oracle-{_digest(base)}-{iters}" / "translator.safetensors"
@@ -320,20 +314,14 @@ def translator_oracle(args, work: Path, budget: dict, base: Path) -> Path:
     pairs = work / "camera" / "pairs"
     sampler = PairSampler([read_image(p) for p in list_images(pairs / "blurry")],
                           [read_image(p) for p in list_images(pairs / "gt")], budget["finetune_crop"], seed=0)
-    opt = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.9, 0.99))
-    with progress(iters, "translator oracle", enabled=not args.no_progress) as bar:
-        for it in range(iters):
-            y, gt = sampler.batch(budget["finetune_batch"])
-            y, gt = y.to(device), gt.to(device)
-            for group in opt.param_groups:
-                group["lr"] = 2e-4 * 0.5 * (1 + math.cos(math.pi * it / iters))
-            g = full(y)
-            loss = psnr_loss(deb(g), gt) + 10.0 * lowpass_l1(g, y, 2.0)  # the prior's content weight
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(G.parameters(), 1.0)
-            opt.step()
-            bar.advance(1, loss=float(loss.detach()))
+
+    def loss(y, gt):
+        g = full(y)
+        return psnr_loss(deb(g), gt) + 10.0 * lowpass_l1(g, y, 2.0)  # the prior's content weight
+
+    fit_pairs_cosine(G.parameters(), lambda: sampler.batch(budget["finetune_batch"]), loss, iters=iters, lr=2e-4,
+                     betas=(0.9, 0.99), grad_clip=1.0, device=device, description="translator oracle",
+                     show_progress=not args.no_progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     registry.save_network(out, G.eval(), "mimo-unet-lite", kwargs, kind="translator",
                           note="quality benchmark translator oracle: trained with the camera's pairs")

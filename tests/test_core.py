@@ -341,3 +341,39 @@ def test_setting_checks_name_the_setting():
         from_dict(CompressionConfig, {"quality": [0, 50]})
     with pytest.raises(ConfigError, match=r"^val_every, ckpt_every and log_every must be >= 1$"):
         DistillConfig(val_every=0)
+
+
+def test_fit_pairs_cosine_equals_the_plain_cosine_adam_loop():
+    """The benchmarks' short pair fits: Adam, lr * 0.5 * (1 + cos(pi * it / iters)) set each step, clipping."""
+    from b2b_train.trainutil import fit_pairs_cosine
+
+    def batches(seed):
+        g = torch.Generator().manual_seed(seed)
+        return lambda: (torch.rand(4, 3, generator=g), torch.rand(4, 2, generator=g))
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    ref = torch.nn.Linear(3, 2)
+    ref.load_state_dict(net.state_dict())
+    iters, lr = 7, 0.05
+    calls = []
+
+    def loss(x, y):
+        calls.append(1)
+        return (net(x) - y).pow(2).mean()
+
+    fit_pairs_cosine(net.parameters(), batches(1), loss, iters=iters, lr=lr, betas=(0.9, 0.99), grad_clip=0.5,
+                     device="cpu", description="test", show_progress=False)
+    opt = torch.optim.Adam(ref.parameters(), lr=lr, betas=(0.9, 0.99))
+    draw = batches(1)
+    for it in range(iters):
+        x, y = draw()
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * it / iters))
+        opt.zero_grad()
+        (ref(x) - y).pow(2).mean().backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
+        opt.step()
+    assert len(calls) == iters
+    for a, b in zip(net.parameters(), ref.parameters()):
+        assert torch.equal(a, b)
