@@ -21,21 +21,29 @@ The stream runs :class:`b2b_stream.pipeline.Pipeline` in a background thread; fr
 too slow to take are dropped (oldest first) for live sources, so what it gets is always recent.
 Breaking out of the loop, ``close()`` or leaving the ``with`` block stops everything and closes the
 camera.
+
+:func:`open_pipeline` assembles the job (checks, profile, source, engine, tracker, sinks) for both
+``b2b_stream.open`` and ``b2b-stream run``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .pipeline import _END, Pipeline, Slot, StreamConfig, make_engine, make_tracker
+from b2b_train.errors import B2BError
+
+from .pipeline import (_END, Pipeline, Slot, StreamConfig, close_quietly, make_engine, make_tracker,
+                       set_inference_threads)
+from .report import RunReport
 from .roi import require_tracking
 
-__all__ = ["StreamFrame", "Stream", "open"]
+__all__ = ["StreamFrame", "Stream", "open", "open_pipeline"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +64,12 @@ class Stream:
     def __init__(self, pipeline: Pipeline, callback: Callable[[StreamFrame], object] | None = None,
                  buffer: int = 2, owns_engine: bool = False):
         self.pipeline = pipeline
-        self._owns_engine = owns_engine
+        if owns_engine:
+            pipeline.close_engine = True
         self.callback = callback
         policy = "latest" if getattr(pipeline.source, "live", False) else "block"
         self._slot = Slot(max(1, int(buffer)), policy, "app")
-        self._report: dict | None = None
+        self._report: RunReport | None = None
         self.error: BaseException | None = None
         pipeline.on_item = self._on_item
         self._thread = threading.Thread(target=self._run, name="b2b-stream", daemon=True)
@@ -82,12 +91,6 @@ class Stream:
             self._report = self.pipeline.report()
         finally:
             self._slot.close()
-            close = getattr(self.pipeline.engine, "close", None)
-            if self._owns_engine and callable(close):
-                try:
-                    close()
-                except Exception:
-                    pass
 
     # -- iteration
     def __iter__(self):
@@ -118,7 +121,7 @@ class Stream:
     def engine(self):
         return self.pipeline.engine
 
-    def wait(self, timeout: float | None = None) -> dict | None:
+    def wait(self, timeout: float | None = None) -> RunReport | None:
         """Block until the stream ends; returns the report (re-raises a pipeline error)."""
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -127,14 +130,14 @@ class Stream:
             raise self.error
         return self._report
 
-    def close(self) -> dict:
+    def close(self) -> RunReport:
         """Stop the stream, close the camera and the tracker; returns the report."""
         self.pipeline.stop("closed by the application")
         self._slot.abort()
         self._thread.join(10.0)
         return self.report()
 
-    def report(self) -> dict:
+    def report(self) -> RunReport:
         return self._report if self._report is not None else self.pipeline.report()
 
     def __enter__(self) -> "Stream":
@@ -149,6 +152,115 @@ class Stream:
                 self.pipeline.stop("stream garbage-collected")
         except Exception:
             pass
+
+
+def open_pipeline(
+    camera=0,
+    profile=None,
+    backend: str = "auto",
+    track: str = "hands",
+    *,
+    precision: str = "fp32",
+    device: str = "auto",
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+    realtime: bool | None = None,
+    loop: bool | None = None,
+    max_frames: int | None = None,
+    hand_model=None,
+    sinks: Sequence = (),
+    config: StreamConfig | None = None,
+    engine=None,
+    home=None,
+    lite: bool = False,
+    smooth: bool | None = None,
+    roi: str | None = None,
+    out=None,
+    landmarks=None,
+    virtual_cam: bool = False,
+    show: bool = False,
+    leave_cores: bool = False,
+    status: bool | None = False,
+    report_path=None,
+    console=None,
+    say: Callable[[str, str], None] | None = None,
+) -> Pipeline:
+    """The run job, assembled: settings checked, profile opened, then source, engine, tracker and sinks.
+
+    Everything that can be refused without a camera (``--roi hands`` without tracking, ``show``
+    without a display, a missing profile, ``lite`` without its network) is refused before the source
+    opens. Should any later step fail, what was opened is closed again. The returned
+    :class:`~b2b_stream.pipeline.Pipeline` owns all of it (the engine only when built here) and closes
+    it at the end of :meth:`~b2b_stream.pipeline.Pipeline.run` (or in ``close()`` if it never runs).
+
+    Args (beyond :func:`open`'s):
+        profile: a name (opened under ``home``), a :class:`~b2b_stream.profile.Profile`, or None.
+        out, landmarks, virtual_cam, show: the sinks of ``b2b-stream run`` (the deblurred video, hand
+            landmarks as JSON Lines, a virtual webcam, a window: refused at once without a display),
+            made for the opened source in that order, before ``sinks``.
+        leave_cores: on a small CPU, leave cores to capture and tracking (``set_inference_threads``,
+            which changes torch's process-wide thread count).
+        status, report_path, console: as :class:`~b2b_stream.pipeline.Pipeline` takes them.
+        say: ``say(kind, message)`` for what was opened and chosen: ``"info"`` (the source, the engine),
+            ``"detail"`` (how the engine was built or found) and ``"event"`` (the source lost or back).
+    """
+    from .profile import Profile, require_lite
+    from .sources import open_source
+
+    tell = say or (lambda kind, message: None)
+    cfg = config or StreamConfig()
+    if smooth is not None:
+        cfg = dataclasses.replace(cfg, smooth=bool(smooth))
+    if roi is not None:
+        cfg = dataclasses.replace(cfg, roi=roi)
+    require_tracking(cfg.roi, track)
+    if show:
+        from .sinks import display_available
+
+        ok, why = display_available()
+        if not ok:
+            raise B2BError(f"--show needs a display: {why}; use --out FILE.mp4 to save the result instead")
+    if isinstance(profile, (str, os.PathLike)):
+        profile = Profile.open(str(profile), home=home) if str(profile) else None
+    if lite and engine is None:
+        require_lite(profile, weights=backend != "none")
+
+    owns_engine = engine is None
+    source = tracker = pipe = None
+    made: list = []
+    try:
+        source = open_source(camera, width, height, fps, realtime=realtime, loop=loop,
+                             stall_timeout=cfg.stall_timeout_s, reconnect_timeout=cfg.reconnect_timeout_s,
+                             on_event=(lambda m: tell("event", m)) if say else None)
+        tell("info", f"source: {source.describe()}")
+        if engine is None:
+            if profile is None and backend != "none":
+                tell("info", "no --profile: running the shipped default deblurrer alone (no blur translation for this camera)")
+            if leave_cores and backend != "none":
+                set_inference_threads(track, device, say=lambda m: tell("detail", m))
+            engine = make_engine(profile, backend, precision, device, (source.width, source.height), home=home,
+                                 say=lambda m: tell("detail", m), lite=lite, config=cfg)
+        tell("info", f"engine: {getattr(engine, 'backend', '?')} on {getattr(engine, 'device', '?')}")
+        tracker = make_tracker(track, hand_model, cfg)
+        if out or landmarks or virtual_cam or show:
+            from .sinks import JsonlSink, VideoSink, VirtualCamSink, WindowSink
+        if out:
+            made.append(VideoSink(out, fps=source.fps, what=cfg.video_content, crf=cfg.video_crf,
+                                  index_time=not source.live))
+        if landmarks:
+            made.append(JsonlSink(landmarks, fps=None if source.live else source.fps))
+        if virtual_cam:
+            made.append(VirtualCamSink(source.width, source.height, source.fps))
+        if show:
+            made.append(WindowSink("b2b-stream (q quits)", stats=lambda: pipe.live_lines()))
+        made += list(sinks)
+        pipe = Pipeline(source, engine, tracker, made, max_frames=max_frames, config=cfg, status=status,
+                        report_path=report_path, console=console, close_engine=owns_engine)
+        return pipe
+    except BaseException:
+        close_quietly(*made, source, tracker, *([engine] if owns_engine else []))
+        raise
 
 
 def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
@@ -179,7 +291,8 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
 
     Args:
         camera: a source spec for :func:`b2b_stream.sources.open_source`.
-        profile: camera profile name (None: the shipped default deblurrer alone).
+        profile: camera profile name or :class:`~b2b_stream.profile.Profile` (None: the shipped default
+            deblurrer alone).
         backend, precision, device: engine choice (see :func:`b2b_stream.engines.get_engine`);
             ``backend="none"`` skips deblurring.
         track: ``"hands"`` or ``"none"``.
@@ -191,27 +304,8 @@ def open(  # noqa: A001 - b2b_stream.open(camera=0) reads naturally
         smooth: One-Euro smoothing of the landmarks (``--smooth``; None: as ``config`` says, off by default).
         roi: ``"hands"`` deblurs only a box around the tracked hands (``--roi hands``; None: as ``config`` says).
     """
-    from .sources import open_source
-
-    cfg = config or StreamConfig()
-    if smooth is not None:
-        cfg = dataclasses.replace(cfg, smooth=bool(smooth))
-    if roi is not None:
-        cfg = dataclasses.replace(cfg, roi=roi)
-    require_tracking(cfg.roi, track)
-    source = open_source(camera, width, height, fps, realtime=realtime, loop=loop,
-                         stall_timeout=cfg.stall_timeout_s, reconnect_timeout=cfg.reconnect_timeout_s)
-    tracker = None
-    owns_engine = engine is None
-    try:
-        if engine is None:
-            engine = make_engine(profile, backend, precision, device, (source.width, source.height), home=home,
-                                 lite=lite, config=cfg)
-        tracker = make_tracker(track, hand_model, cfg)
-    except BaseException:
-        source.close()
-        if tracker is not None:
-            tracker.close()
-        raise
-    pipe = Pipeline(source, engine, tracker, sinks, max_frames=max_frames, config=cfg, status=False)
-    return Stream(pipe, callback=callback, owns_engine=owns_engine)
+    pipe = open_pipeline(camera, profile, backend, track, precision=precision, device=device, width=width,
+                         height=height, fps=fps, realtime=realtime, loop=loop, max_frames=max_frames,
+                         hand_model=hand_model, sinks=sinks, config=config, engine=engine, home=home, lite=lite,
+                         smooth=smooth, roi=roi)
+    return Stream(pipe, callback=callback)

@@ -36,7 +36,7 @@ import numpy as np
 from b2b_train.checkpoint import atomic_write
 from b2b_train.errors import B2BError
 
-from .pipeline import _jsonable
+from .report import jsonable
 from .profile import Profile
 
 __all__ = ["MIN_FRAMES", "PROBE_EXTENTS", "check_material", "probe_known", "calibrate", "default_config"]
@@ -329,7 +329,7 @@ def calibrate(
         lite_engine = get_engine(prof.name, backend=backend, precision=precision, device=device, size=size,
                                  home=prof.home, say=say, lite=True)
         say(f"lite engine: {lite_engine.backend} on {lite_engine.device} for {size[0]}x{size[1]}")
-        lite_report["engine"] = {"backend": lite_engine.backend, "info": _jsonable(lite_engine.info)}
+        lite_report["engine"] = {"backend": lite_engine.backend, "info": jsonable(lite_engine.info)}
         from b2b_train.data.io import to_tensor
         from b2b_train.metrics import laplacian_variance
 
@@ -356,7 +356,7 @@ def calibrate(
         "material": counts,
         "translator": {"weights": str(prof.translator_path), "config": cfg_name, "overrides": list(overrides),
                        "iters": train_meta.get("step") or train_meta.get("iters"), "meta": train_meta},
-        "engine": {"backend": engine.backend, "device": str(engine.device), "size": list(size), "info": _jsonable(engine.info)},
+        "engine": {"backend": engine.backend, "device": str(engine.device), "size": list(size), "info": jsonable(engine.info)},
         "evaluation": {k: ev.get(k) for k in ("n_images", "sharpness", "psnr", "ssim", "protocol", "notes") if k in ev},
         "hand_detection_rate": hands,
         **({"probe": {k: probe.get(k) for k in ("auc_b_vs_s", "target", "candidates", "chosen", "extent", "known", "note")}}

@@ -11,21 +11,24 @@ block instead, so every frame is processed.
 
 The output stage runs in the thread that calls :meth:`Pipeline.run` (OpenCV windows want that),
 writes every sink, measures capture->output latency, refreshes a live rich status and, at the end,
-returns (and optionally writes) a JSON report::
+returns (and optionally writes as JSON) a :class:`~b2b_stream.report.RunReport`::
 
     {"frames_in", "frames_out", "dropped", "fps", "latency_ms": {"p50", "p95"},
      "stages_ms": {"capture", "infer", "track", "output"}, "backend", "device",
      "hands_detected_frames", ...}
 
 Ctrl-C, the end of the input, a lost camera, a sink asking to stop (q/Esc in the window) or
-``max_frames`` end the run cleanly: threads joined, sinks closed (files playable), report written.
+``max_frames`` end the run cleanly: threads joined, sinks, source, tracker (and the engine, when the
+pipeline owns it) closed, files playable, report written. The pipeline also owns the signals: while
+it runs, SIGINT/SIGTERM stop it between two frames; :func:`sigterm_as_interrupt` makes SIGTERM unwind
+the setting-up of a run (camera opened, engine building) like Ctrl-C.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as _dt
-import json
 import os
 import threading
 import time
@@ -38,6 +41,8 @@ import numpy as np
 
 from b2b_train.errors import B2BError
 
+from .report import STAGE_NOTES, STAGES, RunReport, jsonable
+
 __all__ = [
     "Item",
     "Slot",
@@ -46,6 +51,9 @@ __all__ = [
     "make_engine",
     "make_tracker",
     "StreamConfig",
+    "RunReport",
+    "close_quietly",
+    "sigterm_as_interrupt",
     "rss_mb",
 ]
 
@@ -222,6 +230,7 @@ def make_engine(profile=None, backend: str = "auto", precision: str = "fp32", de
                 lite: bool = False, config: StreamConfig | None = None):
     """The fused engine from :mod:`b2b_stream.engines`, or an identity engine for ``backend="none"``.
 
+    ``profile``: a :class:`~b2b_stream.profile.Profile` (handed to the engines as it is), a name, or None.
     Falls back to the identity engine, with a warning, only when the engines module itself is
     missing from the installation. ``lite``: the profile's distilled network alone (see ``get_engine``).
     ``config.roi == "hands"``: a :class:`~b2b_stream.roi.RoiEngine` over one engine per box size.
@@ -254,8 +263,7 @@ def make_engine(profile=None, backend: str = "auto", precision: str = "fp32", de
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
         say(msg)
         return IdentityEngine(msg)
-    name = getattr(profile, "name", profile)
-    kwargs = dict(profile=name, backend=backend, precision=precision, device=device, size=size, say=say)
+    kwargs = dict(profile=profile, backend=backend, precision=precision, device=device, size=size, say=say)
     if lite:
         kwargs["lite"] = True
     if home is not None:
@@ -285,6 +293,41 @@ def make_tracker(track: str | None = "hands", model=None, cfg: StreamConfig | No
         tracker.close()
         raise B2BError(f"bad landmark smoothing settings: {e}") from None
     return SmoothedTracker(tracker, smoother)
+
+
+def close_quietly(*things) -> None:
+    """Close each of ``things`` that is not None and has ``close()``, whatever the others do."""
+    for thing in things:
+        close = getattr(thing, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                pass
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While the block runs in the main thread, SIGTERM raises KeyboardInterrupt as Ctrl-C does.
+
+    For setting a run up (camera opened, an engine building for minutes): a service manager's stop
+    then unwinds through the code that closes what was opened, and ends like Ctrl-C. Elsewhere, or in
+    another thread, nothing changes. :meth:`Pipeline.run` installs its own handlers for the run.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def rss_mb() -> float | None:
@@ -322,11 +365,13 @@ class Pipeline:
         max_frames: stop after this many captured frames.
         status: show a live rich status (None: only when stderr is a terminal).
         report_path: also write the report JSON there.
+        close_source, close_tracker, close_engine: close them when the run ends; the engine is left
+            open unless asked, since one engine is often built once and run by several pipelines.
     """
 
     def __init__(self, source, engine=None, tracker=None, sinks: Sequence = (), *, max_frames: int | None = None,
                  config: StreamConfig | None = None, status: bool | None = None, report_path=None,
-                 console=None, close_source: bool = True, close_tracker: bool = True):
+                 console=None, close_source: bool = True, close_tracker: bool = True, close_engine: bool = False):
         self.cfg = config or StreamConfig()
         if not 1 <= self.cfg.slot_size <= 8:
             raise B2BError(f"slot_size must be 1..8 (got {self.cfg.slot_size})")
@@ -338,6 +383,7 @@ class Pipeline:
         self.report_path = Path(report_path) if report_path else None
         self.close_source = close_source
         self.close_tracker = close_tracker
+        self.close_engine = close_engine
         policy = self.cfg.policy
         if policy == "auto":
             policy = "latest" if getattr(source, "live", False) else "block"
@@ -348,9 +394,7 @@ class Pipeline:
         self.q_out = Slot(n, policy, "output")
         win = int(self.cfg.stats_window)
         self._lat: collections.deque = collections.deque(maxlen=win)
-        self._stage: dict[str, collections.deque] = {
-            k: collections.deque(maxlen=win) for k in ("capture", "infer", "track", "output")
-        }
+        self._stage: dict[str, collections.deque] = {k: collections.deque(maxlen=win) for k in STAGES}
         self._out_times: collections.deque = collections.deque(maxlen=120)
         self.frames_in = 0
         self.frames_out = 0
@@ -488,6 +532,25 @@ class Pipeline:
             except Exception:
                 pass
 
+    def close(self) -> None:
+        """Close what the pipeline owns when it will not run (:meth:`run` closes them itself at its end)."""
+        if self._ran:
+            return
+        self._ran = True
+        close_quietly(*self.sinks)
+        if self.close_source:
+            close_quietly(self.source)
+        if self.close_tracker:
+            close_quietly(self.tracker)
+        if self.close_engine:
+            close_quietly(self.engine)
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @property
     def dropped(self) -> int:
         return sum(q.dropped for q in (self.q_infer, self.q_track, self.q_out) if q is not None)
@@ -526,7 +589,7 @@ class Pipeline:
         return t
 
     # ------------------------------------------------------------------ run
-    def run(self) -> dict:
+    def run(self) -> RunReport:
         """Run to the end (blocking); returns the report. Ctrl-C ends it cleanly."""
         if self._ran:
             raise B2BError("a Pipeline runs once; make a new one")
@@ -574,7 +637,7 @@ class Pipeline:
         report = self.report()
         if self.report_path is not None:
             tmp = self.report_path.with_name(self.report_path.name + ".tmp")
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
+            tmp.write_text(report.to_json())
             os.replace(tmp, self.report_path)
         if self.error is not None and not isinstance(self.error, KeyboardInterrupt):
             raise self.error
@@ -670,15 +733,11 @@ class Pipeline:
             except Exception as e:  # keep closing the others
                 errors.append(f"{getattr(sink, 'name', sink)}: {e}")
         if self.close_source:
-            try:
-                self.source.close()
-            except Exception:
-                pass
+            close_quietly(self.source)
         if self.tracker is not None and self.close_tracker:
-            try:
-                self.tracker.close()
-            except Exception:
-                pass
+            close_quietly(self.tracker)
+        if self.close_engine:
+            close_quietly(self.engine)
         if live is not None:
             live.update(self._status_table())
             live.stop()
@@ -686,8 +745,8 @@ class Pipeline:
             self.error = B2BError("closing outputs failed: " + "; ".join(errors))
 
     # ------------------------------------------------------------------ report
-    def report(self) -> dict:
-        """The run's numbers (see the module docstring); valid during and after a run."""
+    def report(self) -> RunReport:
+        """The run's numbers (see :class:`~b2b_stream.report.RunReport`); valid during and after a run."""
         now = time.monotonic()
         t0 = self._t_first_capture or self._t_start or now
         t_end = self._t_last_out or now
@@ -705,54 +764,39 @@ class Pipeline:
             pass
         dropped_by = {q.name: q.dropped for q in (self.q_infer, self.q_track, self.q_out) if q is not None}
         lat = list(self._lat)
-        return {
-            "frames_in": self.frames_in,
-            "frames_out": self.frames_out,
-            "dropped": self.dropped,
-            "dropped_by_stage": dropped_by,
-            "discarded_at_stop": self.discarded,
-            "source_skipped": src_info.get("skipped", 0),
-            "fps": round(self.frames_out / duration, 2) if self.frames_out else 0.0,
-            "duration_s": round(duration, 3),
-            "latency_ms": {
+        return RunReport(
+            frames_in=self.frames_in,
+            frames_out=self.frames_out,
+            dropped=self.dropped,
+            dropped_by_stage=dropped_by,
+            discarded_at_stop=self.discarded,
+            source_skipped=src_info.get("skipped", 0),
+            fps=round(self.frames_out / duration, 2) if self.frames_out else 0.0,
+            duration_s=round(duration, 3),
+            latency_ms={
                 "p50": _pct(lat, 50),
                 "p95": _pct(lat, 95),
                 "mean": round(float(np.mean(lat)), 2) if lat else None,
                 "max": round(float(np.max(lat)), 2) if lat else None,
             },
-            "stages_ms": stages,
-            "stages_ms_p95": stages_p95,
-            "stage_notes": {
-                "capture": "wait for the source's next frame (about one frame interval for a live camera)",
-                "output": "writing every sink (video encode, JSONL, window, callback)",
-            },
-            "backend": getattr(eng, "backend", "?"),
-            "device": str(getattr(eng, "device", "?")),
-            "precision": getattr(eng, "precision", None),
-            "engine": _jsonable(getattr(eng, "info", {})),
-            "roi": eng.report() if callable(getattr(eng, "observe_hands", None)) else None,
-            "tracking": "hands" if self.tracker is not None else "none",
-            "hands_detected_frames": self.hands_frames,
-            "policy": self.policy,
-            "slot_size": self.cfg.slot_size,
-            "end_reason": self.end_reason,
-            "error": str(self.error) if self.error is not None else None,
-            "source": src_info,
-            "sinks": [getattr(s, "name", type(s).__name__) for s in self.sinks],
-            "rss_mb": {"start": self._rss_start, "peak": self._rss_peak, "end": rss_mb()},
-            "open_fds": {"start": self._fds_start, "end": _open_fds()},
-            "threads": {"start": self._threads_start, "end": threading.active_count()},
-            "started_at": getattr(self, "_started_at", None),
-        }
-
-
-def _jsonable(obj):
-    try:
-        json.dumps(obj)
-        return obj
-    except (TypeError, ValueError):
-        if isinstance(obj, dict):
-            return {str(k): _jsonable(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [_jsonable(v) for v in obj]
-        return str(obj)
+            stages_ms=stages,
+            stages_ms_p95=stages_p95,
+            stage_notes=dict(STAGE_NOTES),
+            backend=getattr(eng, "backend", "?"),
+            device=str(getattr(eng, "device", "?")),
+            precision=getattr(eng, "precision", None),
+            engine=jsonable(getattr(eng, "info", {})),
+            roi=eng.report() if callable(getattr(eng, "observe_hands", None)) else None,
+            tracking="hands" if self.tracker is not None else "none",
+            hands_detected_frames=self.hands_frames,
+            policy=self.policy,
+            slot_size=self.cfg.slot_size,
+            end_reason=self.end_reason,
+            error=str(self.error) if self.error is not None else None,
+            source=src_info,
+            sinks=[getattr(s, "name", type(s).__name__) for s in self.sinks],
+            rss_mb={"start": self._rss_start, "peak": self._rss_peak, "end": rss_mb()},
+            open_fds={"start": self._fds_start, "end": _open_fds()},
+            threads={"start": self._threads_start, "end": threading.active_count()},
+            started_at=getattr(self, "_started_at", None),
+        )

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from b2b_train.errors import B2BError
 
-__all__ = ["LABELS", "home", "validate_name", "Profile", "list_profiles", "ProfileError"]
+__all__ = ["LABELS", "home", "validate_name", "Profile", "list_profiles", "ProfileError", "require_lite"]
 
 LABELS = ("sharp", "blurry")
 CLIP_SUFFIXES = (".mkv", ".mp4", ".avi", ".mov", ".webm")
@@ -230,6 +230,27 @@ class Profile:
 
     def __repr__(self) -> str:
         return f"Profile({self.name!r}, root={str(self.root)!r})"
+
+
+def require_lite(profile, *, weights: bool = True) -> Path | None:
+    """What ``--lite`` needs, checked in one place: a profile, and (``weights``) its distilled network.
+
+    ``run --lite`` checks before opening the camera, the engines when loading the network; the
+    path is returned. ``weights=False`` (``--backend none``, which loads no network) checks the profile only.
+    """
+    if profile is None:
+        raise B2BError("--lite runs a calibrated profile's distilled network: give --profile NAME")
+    if not weights:
+        return None
+    root = Path(getattr(profile, "root"))
+    name = getattr(profile, "name", None) or root.name
+    path = Path(getattr(profile, "lite_path", None) or root / "lite.safetensors")
+    if not path.is_file():
+        raise B2BError(
+            f"profile {name!r} has no lite network ({path} missing): run "
+            f"`b2b-stream calibrate --profile {name} --lite` first, or run without --lite"
+        )
+    return path
 
 
 def _check_label(label: str) -> str:

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-
 import click
 
 from b2b_stream.engines import BACKENDS, PRECISIONS
 from b2b_train.errors import B2BError
 
 BACKEND_CHOICES = [*BACKENDS, "none"]
-
-
-def _sigterm_as_interrupt():
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
 
 
 @click.command(name="run")
@@ -76,95 +63,34 @@ def run(camera, profile_name, lite, home, show, track, out, landmarks, report, f
     from rich.console import Console
 
     from b2b_train.config import load_config
-    from b2b_stream.pipeline import Pipeline, StreamConfig, make_engine, make_tracker, set_inference_threads
-    from b2b_stream.profile import Profile
-    from b2b_stream.roi import require_tracking
-    from b2b_stream.sinks import JsonlSink, VideoSink, VirtualCamSink, WindowSink, display_available
-    from b2b_stream.sources import open_source
+    from b2b_stream.api import open_pipeline
+    from b2b_stream.pipeline import StreamConfig, sigterm_as_interrupt
 
     console = Console(stderr=True)
+    styles = {"info": "{}", "detail": "[dim]{}[/]", "event": "[yellow]{}[/]"}
     cfg = load_config(StreamConfig, config, overrides)
-    if smooth:
-        cfg.smooth = True
-    if roi is not None:
-        cfg.roi = roi
-    require_tracking(cfg.roi, track)
-    if show:  # fail before opening the camera or building an engine
-        ok, why = display_available()
-        if not ok:
-            raise B2BError(f"--show needs a display: {why}; use --out FILE.mp4 to save the result instead")
-    prof = Profile.open(profile_name, home=home) if profile_name else None
-    if lite and prof is None:
-        raise B2BError("--lite runs a calibrated profile's distilled network: give --profile NAME")
-    if lite and backend != "none" and not prof.lite_path.is_file():  # before opening the camera
-        raise B2BError(f"profile {prof.name!r} has no lite network ({prof.lite_path} missing): run "
-                       f"`b2b-stream calibrate --profile {prof.name} --lite` first, or run without --lite")
+    with sigterm_as_interrupt():
+        pipe = open_pipeline(camera, profile_name, backend, track, precision=precision, device=device, width=width,
+                             height=height, fps=fps, realtime=realtime, loop=loop or None, max_frames=frames,
+                             hand_model=hand_model, config=cfg, home=home, lite=lite, smooth=smooth or None,
+                             roi=roi, out=out, landmarks=landmarks, virtual_cam=virtual_cam, show=show,
+                             leave_cores=True, status=False if quiet else None, report_path=report, console=console,
+                             say=lambda kind, m: console.print(styles[kind].format(m)))
+        with pipe:
+            rep = pipe.run()
 
-    old_term = _sigterm_as_interrupt()
-    source = engine = tracker = None
-    sinks = []
-    try:
-        source = open_source(camera, width, height, fps, realtime=realtime, loop=loop or None,
-                             stall_timeout=cfg.stall_timeout_s, reconnect_timeout=cfg.reconnect_timeout_s,
-                             on_event=lambda m: console.print(f"[yellow]{m}[/]"))
-        console.print(f"source: {source.describe()}")
-        if prof is None and backend != "none":
-            console.print("no --profile: running the shipped default deblurrer alone (no blur translation for this camera)")
-        if backend != "none":
-            set_inference_threads(track, device, say=lambda m: console.print(f"[dim]{m}[/]"))
-        engine = make_engine(prof, backend, precision, device, (source.width, source.height), home=home,
-                             say=lambda m: console.print(f"[dim]{m}[/]"), lite=lite, config=cfg)
-        console.print(f"engine: {getattr(engine, 'backend', '?')} on {getattr(engine, 'device', '?')}")
-        tracker = make_tracker(track, hand_model, cfg)
-        holder = {}
-        if out:
-            sinks.append(VideoSink(out, fps=source.fps, what=cfg.video_content, crf=cfg.video_crf,
-                                   index_time=not source.live))
-        if landmarks:
-            sinks.append(JsonlSink(landmarks, fps=None if source.live else source.fps))
-        if virtual_cam:
-            sinks.append(VirtualCamSink(source.width, source.height, source.fps))
-        if show:
-            sinks.append(WindowSink("b2b-stream (q quits)", stats=lambda: holder["p"].live_lines()))
-        pipe = Pipeline(source, engine, tracker, sinks, max_frames=frames, config=cfg,
-                        status=False if quiet else None, report_path=report, console=console)
-        holder["p"] = pipe
-        rep = pipe.run()
-    except BaseException:
-        for s in sinks:
-            try:
-                s.close()
-            except Exception:
-                pass
-        if source is not None:
-            source.close()
-        if tracker is not None:
-            tracker.close()
-        raise
-    finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
-        close = getattr(engine, "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:
-                pass
-
-    lat = rep["latency_ms"]
-    st = rep["stages_ms"]
+    lat = rep.latency_ms
+    st = rep.stages_ms
     f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     click.echo(
-        f"{rep['frames_out']}/{rep['frames_in']} frames out ({rep['dropped']} dropped), {rep['fps']:.1f} fps, "
+        f"{rep.frames_out}/{rep.frames_in} frames out ({rep.dropped} dropped), {rep.fps:.1f} fps, "
         f"latency p50 {f(lat['p50'])} / p95 {f(lat['p95'])} ms, stages capture {f(st['capture'])} infer {f(st['infer'])} "
-        f"track {f(st['track'])} ms, {rep['backend']} on {rep['device']}"
-        + (f", hands in {rep['hands_detected_frames']} frames" if rep["tracking"] == "hands" else "")
+        f"track {f(st['track'])} ms, {rep.backend} on {rep.device}"
+        + (f", hands in {rep.hands_detected_frames} frames" if rep.tracking == "hands" else "")
     )
-    click.echo(f"ended: {rep['end_reason']}")
+    click.echo(f"ended: {rep.end_reason}")
     for label, path in (("video", out), ("landmarks", landmarks), ("report", report)):
         if path:
             click.echo(f"{label}: {path}")
-    if rep.get("end_reason") == "camera lost":
-        raise B2BError(f"camera {camera} was lost ({'; '.join(rep['source'].get('events', [])[-2:])}); outputs were closed")
-
-
+    if rep.end_reason == "camera lost":
+        raise B2BError(f"camera {camera} was lost ({'; '.join(rep.source.get('events', [])[-2:])}); outputs were closed")

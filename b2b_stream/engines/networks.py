@@ -18,7 +18,7 @@ from b2b_train.nets import registry
 from b2b_train.nets.translator_io import load_translator
 from b2b_train.shipped import load_default_deblurrer, resolve_deblurrer
 
-from ..profile import Profile
+from ..profile import Profile, require_lite
 from ..profile import home as profile_home
 
 
@@ -72,13 +72,7 @@ def _load_deblurrer(name_or_path: str = "default", device: torch.device | None =
 
 def _load_lite(profile) -> nn.Module:
     name = _profile_name(profile)
-    path = getattr(profile, "lite_path", None) or Path(getattr(profile, "root")) / "lite.safetensors"
-    path = Path(path)
-    if not path.is_file():
-        raise B2BError(
-            f"profile {name!r} has no lite network ({path} missing): run "
-            f"`b2b-stream calibrate --profile {name} --lite` first, or run without --lite"
-        )
+    path = require_lite(profile)
     net, meta = registry.load_from_file(path)
     if registry.spec(meta["net"]).family != "deblurrer":
         raise B2BError(f"{path}: holds a {meta['net']}, not a distilled deblurrer; rerun `b2b-stream calibrate --profile {name} --lite`")
@@ -95,8 +89,7 @@ def profile_networks(profile=None, lite: bool = False, translator: nn.Module | N
     (``profiles/<name>/lite.safetensors``) as the deblurrer: one network at the deblurrer's speed.
     """
     if lite:
-        if profile is None:
-            raise B2BError("--lite runs a calibrated profile's distilled network: give --profile NAME")
+        require_lite(profile, weights=False)
         if translator is not None or (deblurrer is not None and not (isinstance(deblurrer, str) and deblurrer == "default")):
             raise B2BError("--lite runs the profile's distilled network alone; do not also give a translator or --deblurrer")
         return None, _load_lite(profile)
