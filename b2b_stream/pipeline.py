@@ -41,6 +41,7 @@ import numpy as np
 
 from b2b_train.errors import B2BError
 
+from .closing import close_quietly
 from .report import STAGE_NOTES, STAGES, RunReport, jsonable
 
 __all__ = [
@@ -293,17 +294,6 @@ def make_tracker(track: str | None = "hands", model=None, cfg: StreamConfig | No
         tracker.close()
         raise B2BError(f"bad landmark smoothing settings: {e}") from None
     return SmoothedTracker(tracker, smoother)
-
-
-def close_quietly(*things) -> None:
-    """Close each of ``things`` that is not None and has ``close()``, whatever the others do."""
-    for thing in things:
-        close = getattr(thing, "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:
-                pass
 
 
 @contextlib.contextmanager

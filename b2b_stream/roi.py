@@ -23,6 +23,8 @@ import numpy as np
 
 from b2b_train.errors import B2BError
 
+from .closing import close_quietly
+
 __all__ = ["Box", "hands_box", "hand_boxes", "bucket_box", "paste", "RoiEngine", "require_tracking", "DEFAULT_BUCKETS"]
 
 DEFAULT_BUCKETS = (160, 224, 288, 352)
@@ -224,10 +226,4 @@ class RoiEngine:
                 "buckets": [list(s) for s in self._sizes]}
 
     def close(self) -> None:
-        for e in [getattr(self, "full", None), *getattr(self, "_engines", {}).values()]:
-            close = getattr(e, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:
-                    pass
+        close_quietly(getattr(self, "full", None), *getattr(self, "_engines", {}).values())
