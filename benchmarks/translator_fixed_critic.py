@@ -32,23 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def laplacian_variance(x: torch.Tensor) -> float:
-    """Variance of the 3x3 Laplacian of the luma, in 8-bit levels squared (sharpness)."""
-    from b2b_train.metrics import LAPLACE_3X3, luma
-
-    k = torch.tensor(LAPLACE_3X3, dtype=x.dtype).view(1, 1, 3, 3)
-    return float(F.conv2d(luma(x), k).var()) * 255**2
-
-
 def evaluate(g, d, deblurrer, test: list[tuple[torch.Tensor, torch.Tensor]]) -> dict:
-    from b2b_train.metrics import psnr
+    from b2b_train.metrics import laplacian_variance, psnr
 
     rows = []
     with torch.no_grad():
         for y, gt in test:
             gy = g(y)[-1].clamp(0, 1)
             out = deblurrer(gy).clamp(0, 1)
-            rows.append([psnr(out, gt), psnr(gy, y), laplacian_variance(gy), float(d(gy).mean())])
+            rows.append([psnr(out, gt), psnr(gy, y), float(laplacian_variance(gy)[0]), float(d(gy).mean())])
     r = np.array(rows).mean(0)
     return {"psnr_b2b": r[0], "psnr_gb_vs_b": r[1], "lapvar_gb": r[2], "d_score_gb": r[3]}
 
