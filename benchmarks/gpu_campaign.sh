@@ -8,7 +8,7 @@
 #   1. the shipped lite deblurrer's next stage (LITE_S, default 140 s) from b2b_train/weights/deblurrer-lite;
 #   2. the GPU-grade deblurrer nafnet-mid (MID_S, default 180 s) from .devdata/resume/ (else from scratch);
 #   3. translator experiments (SWEEP_S, default 100 s; benchmarks/translator_sweep.py, VARIANTS below) on
-#      the quality benchmark's unknown camera (.devdata/cam/B, S).
+#      the quality benchmark's unknown camera (.devdata/cam/B, S); SWEEP_S=0 skips them.
 # Each deblurrer stage exports its newest checkpoint when its time runs out, and is scored on held-apart
 # photos against the file it started from (benchmarks/gate_deblurrer.py, gate.json in its tar) before it
 # may replace anything; back here, rerun the gate and benchmarks/deblurrer.py before copying a file into
@@ -31,7 +31,7 @@ if [ "${SMOKE:-0}" = 1 ]; then  # every stage for a few steps: the script's own 
   SPEED_ARGS="--only deblurrer-lite --steps 1 --rounds 1 --batch 2"; LITE="ITERS=6 BATCH=2 CROP=96"
   MID="ITERS=4 BATCH=2 CROP=96"; SWEEP="--iters 4 --set data.batch=2"
 else
-  SPEED_ARGS="--steps 20 --rounds 2"; LITE="ITERS=${LITE_ITERS:-3000}"; MID="ITERS=${MID_ITERS:-3000}"
+  SPEED_ARGS="${SPEED_ARGS:---steps 20 --rounds 2}"; LITE="ITERS=${LITE_ITERS:-3000}"; MID="ITERS=${MID_ITERS:-3000}"
   SWEEP="--iters ${SWEEP_ITERS:-1000}"
 fi
 
@@ -64,6 +64,7 @@ PY
 stage lite nafnet-lite "${LITE_S:-140}" b2b_train/weights/deblurrer-lite.safetensors $LITE
 stage mid nafnet-mid "${MID_S:-180}" .devdata/resume/deblurrer-mid.safetensors $MID
 
+if [ "${SWEEP_S:-100}" = 0 ]; then el "3. translator experiments skipped (SWEEP_S=0)"; ls -la "$OUT"; el "done"; exit 0; fi
 el "3. translator experiments"
 VARIANTS=(--variant base --variant "rec4:loss.lambda_rec=4" --variant "smooth:model.generator_kwargs={zero_init_output: true, smooth_upsample_init: true}")
 timeout $(( ${SWEEP_S:-100} + 30 )) python3 benchmarks/translator_sweep.py train --blurry .devdata/cam/B --sharp .devdata/cam/S \
