@@ -245,7 +245,7 @@ def calibrate(
     known: str | None = None,
     fresh: bool = False,
     backend: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     device: str = "auto",
     eval_frames: int = 24,
     lite: bool = False,

@@ -226,7 +226,7 @@ def set_inference_threads(track: str | None, device: str = "auto", say: Callable
     return n
 
 
-def make_engine(profile=None, backend: str = "auto", precision: str = "fp32", device: str = "auto",
+def make_engine(profile=None, backend: str = "auto", precision: str = "auto", device: str = "auto",
                 size: tuple[int, int] | None = None, home=None, say: Callable[[str], None] | None = None,
                 lite: bool = False, config: StreamConfig | None = None):
     """The fused engine from :mod:`b2b_stream.engines`, or an identity engine for ``backend="none"``.

@@ -82,11 +82,26 @@ def test_auto_on_cpu_picks_the_faster_and_says_why(nets, frames, home):
     tr, db, m = nets
     e = get_engine(None, backend="auto", precision="fp16", size=(W, H), translator=tr, deblurrer=db, home=home)
     assert e.backend in ("onnxruntime", "torch") and e.device == "cpu"
-    assert "measured faster" in e.info["why"]
+    assert "measured fastest" in e.info["why"]
     assert e.precision == "fp32" and "fp16 asked for on the CPU" in e.info["note"]
     choice = json.loads((home / "engines" / "default" / f"auto-cpu-{W}x{H}.json").read_text())
-    assert choice["backend"] == e.backend and set(choice["fps"]) == {"onnxruntime", "torch"}
-    again = get_engine(None, backend="auto", size=(W, H), translator=tr, deblurrer=db, home=home)
+    assert choice["backend"] == e.backend and set(choice["fps"]) == {"onnxruntime", "torch fp32"}
+    again = get_engine(None, backend="auto", precision="fp32", size=(W, H), translator=tr, deblurrer=db, home=home)
     assert again.backend == e.backend and "measured earlier" in again.info["why"]
     assert again.info["cache"] == "hit"
     assert compare_frames(again.run(frames), _eager(nets, frames, again.info["multiple"]))["within_1"] >= 0.999
+
+
+def test_auto_precision_on_cpu_also_times_native_bf16(nets, frames, home):
+    from b2b_stream.engines.cpu_precision import native_cpu_bf16
+
+    tr, db, m = nets
+    e = get_engine(None, backend="auto", precision="auto", size=(W, H), translator=tr, deblurrer=db, home=home)
+    choice = json.loads((home / "engines" / "default" / f"auto-cpu-auto-{W}x{H}.json").read_text())
+    expected = {"onnxruntime", "torch fp32"} | ({"torch bf16"} if native_cpu_bf16() else set())
+    assert set(choice["fps"]) == expected
+    assert (choice["backend"], choice["precision"]) == (e.backend, e.precision)
+    assert "measured fastest" in e.info["why"]
+    # whichever won, the frames are the eager fp32 module's within a level or two (bf16 rounds the weights)
+    got = compare_frames(e.run(frames), _eager(nets, frames, e.info["multiple"]))
+    assert got["max_abs"] <= (0 if e.precision == "fp32" and e.backend == "torch" else 8) and got["within_1"] >= 0.95

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from b2b_stream.engines import BACKENDS, PRECISIONS
+from b2b_stream.engines import BACKENDS, PRECISION_CHOICES, PRECISION_HELP
 from b2b_train.errors import B2BError
 
 BACKEND_CHOICES = [*BACKENDS, "none"]
@@ -121,7 +121,7 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
 
         dev = resolve_device(device)
         set_inference_threads(track, str(dev), say=say)
-        prec = precision or ("fp16" if dev.type == "cuda" else "fp32")
+        prec = precision or "auto"
         def build(s):
             return get_engine(profile, backend=backend, precision=prec, device=str(dev), size=s,
                               deblurrer=deblurrer, home=home, say=say, lite=lite)
@@ -194,8 +194,8 @@ def run_bench(camera="demo", profile=None, size=None, backend="auto", precision=
 @click.option("--size", default=None, metavar="WxH", help="Frame size (default: the source's).")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="Engine backend; 'none' times the pipeline without deblurring.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="Default: fp16 on CUDA, fp32 on the CPU.")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+              help=PRECISION_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--track", type=click.Choice(["hands", "none"]), default="hands", show_default=True)
 @click.option("--frames", type=click.IntRange(5, 100000), default=60, show_default=True,

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from b2b_stream.engines import BACKENDS, PRECISIONS, TORCH_MODES
+from b2b_stream.engines import BACKENDS, PRECISION_CHOICES, PRECISION_HELP, TORCH_MODES
 
 BACKEND_CHOICES = list(BACKENDS)
 
@@ -46,8 +46,8 @@ def resolve_size(size: str | None, profile_name: str | None, home) -> tuple[tupl
               help="Build the profile's distilled network alone (from `calibrate --lite`), cached in engines/<profile>/lite/.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="auto: tensorrt on CUDA when installed, else torch; on the CPU the faster of onnxruntime and torch.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="Default: fp16 on CUDA, fp32 on the CPU (half precision is GPU-only).")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+              help=PRECISION_HELP)
 @click.option("--size", metavar="WxH", default=None,
               help="Frame size to build for (default: the profile camera's, else 640x480).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -82,8 +82,6 @@ def build(profile_name, lite, backend, precision, size, device, torch_mode, debl
 
     console = Console(soft_wrap=True, markup=False)
     dev = resolve_device(device)
-    if precision is None:
-        precision = "fp16" if dev.type == "cuda" else "fp32"
     wh, size_from = resolve_size(size, profile_name, home)
     lines: list[str] = []
 

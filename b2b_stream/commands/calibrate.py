@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from b2b_stream.engines import BACKENDS, PRECISIONS
+from b2b_stream.engines import BACKENDS, PRECISION_CHOICES, PRECISION_HELP
 from b2b_train.cliutil import overrides_argument
 
 
@@ -17,7 +17,7 @@ from b2b_train.cliutil import overrides_argument
 @click.option("--known", default=None, help="Known-blur domain: a known-blur preset (default kernels) or bke:PATH.")
 @click.option("--fresh", is_flag=True, help="Discard the profile's translator training and start again.")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True, help=PRECISION_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--eval-frames", type=click.IntRange(min=1), default=24, show_default=True, help="Blurry frames used for the evaluation.")
 @click.option("--lite", is_flag=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from b2b_stream.engines import BACKENDS, PRECISIONS
+from b2b_stream.engines import BACKENDS, PRECISION_CHOICES, PRECISION_HELP
 from b2b_train.errors import B2BError
 
 BACKEND_CHOICES = [*BACKENDS, "none"]
@@ -25,7 +25,7 @@ BACKEND_CHOICES = [*BACKENDS, "none"]
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Stop after N captured frames.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="Engine backend; 'none' passes frames through without deblurring.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True, help=PRECISION_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--width", type=click.IntRange(min=1), default=None, help="Requested frame width (frames are resized to it).")
 @click.option("--height", type=click.IntRange(min=1), default=None, help="Requested frame height.")

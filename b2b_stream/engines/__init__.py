@@ -35,6 +35,8 @@ _EXPORTS = {
     "_CudaRing": "runtime",
     "BACKENDS": "registry",
     "PRECISIONS": "registry",
+    "PRECISION_CHOICES": "registry",
+    "PRECISION_HELP": "registry",
     "TORCH_MODES": "registry",
     "DEFAULT_TORCH_CUDA_MODE": "registry",
     "BackendSpec": "registry",
@@ -72,6 +74,8 @@ __all__ = [
     "compare_frames",
     "BACKENDS",
     "PRECISIONS",
+    "PRECISION_CHOICES",
+    "PRECISION_HELP",
     "TORCH_MODES",
     "MANIFEST_FORMAT",
 ]

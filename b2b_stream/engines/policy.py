@@ -25,6 +25,7 @@ from b2b_train.errors import B2BError
 from ..fuse import FusedDeblur, example_frames, net_multiple
 from . import registry
 from .cache import _cached, _CacheResult, _device_id, _digest, _Slot
+from .cpu_precision import cpu_precision, native_cpu_bf16
 from .networks import _engines_dir, _open_profile, _profile_name, profile_networks
 from .registry import BACKENDS, DEFAULT_TORCH_CUDA_MODE, PRECISIONS, TORCH_MODES, Target
 from .runtime import _DTYPES, Engine, compare_frames
@@ -93,17 +94,17 @@ class _Plan:
 def _plan(backend: str, precision: str, device: torch.device, torch_mode: str) -> _Plan:
     if backend not in BACKENDS:
         raise B2BError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if precision not in PRECISIONS:
+    if precision == "auto" and device.type == "cuda":
+        precision = "fp16"
+    if precision not in (*PRECISIONS, "auto"):
         raise B2BError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     if torch_mode not in TORCH_MODES:
         raise B2BError(f"unknown torch mode {torch_mode!r} (choose from {', '.join(TORCH_MODES)})")
     notes = []
     cuda = device.type == "cuda"
-    if not cuda and precision != "fp32":
-        notes.append(f"{precision} asked for on the CPU: running fp32 (half precision is a GPU feature)")
-        precision = "fp32"
+    if not cuda:
+        precision, note = cpu_precision(precision, backend)
+        notes += [note] if note else []
     if backend != "auto" and registry.spec(backend).needs_cuda and not cuda:
         raise B2BError(f"the {backend} backend needs an NVIDIA GPU (CUDA); use --backend torch or onnxruntime on the CPU")
     if backend == "auto":
@@ -112,9 +113,13 @@ def _plan(backend: str, precision: str, device: torch.device, torch_mode: str) -
                 return _Plan("tensorrt", "CUDA device and torch-tensorrt installed", precision, None, notes)
             mode = DEFAULT_TORCH_CUDA_MODE if torch_mode == "auto" else torch_mode
             return _Plan("torch", f"CUDA device, torch-tensorrt not installed: torch ({mode})", precision, mode, notes)
+        if precision == "bf16":  # cpu_precision kept it: native bf16, which only torch runs here
+            return _Plan("torch", "CPU with native bf16: torch eager (onnxruntime has no bf16 CPU kernels)", precision,
+                         "eager" if torch_mode == "auto" else torch_mode, notes)
         # CPU: decided by measurement in get_engine when onnxruntime is there
         if registry.spec("onnxruntime").available(str(device)):
             return _Plan("auto-cpu", "", precision, "eager" if torch_mode == "auto" else torch_mode, notes)
+        precision = "bf16" if precision == "auto" and native_cpu_bf16() else ("fp32" if precision == "auto" else precision)
         return _Plan("torch", "CPU and onnxruntime not installed: torch eager", precision,
                      "eager" if torch_mode == "auto" else torch_mode, notes)
     mode = None
@@ -166,8 +171,9 @@ def get_engine(
     Args:
         profile: profile name or object; ``None`` runs the shipped default deblurrer alone.
         backend: ``auto`` | ``tensorrt`` | ``torch`` | ``onnxruntime``.
-        precision: ``fp32`` | ``fp16`` | ``bf16`` | ``auto`` (fp16 on CUDA, fp32 on the CPU); half
-            precisions run on CUDA only (the CPU runs fp32 and says so in ``info["note"]``).
+        precision: ``fp32`` | ``fp16`` | ``bf16`` | ``auto`` (fp16 on CUDA; on the CPU the faster of
+            fp32 and, where the CPU has native bf16, bf16: see :mod:`.cpu_precision`). fp16 is GPU-only
+            (the CPU runs fp32 and says so in ``info["note"]``).
         device: ``auto`` | ``cpu`` | ``cuda[:N]``.
         size: the camera's frame size ``(W, H)`` (or ``"WxH"``); static-shape engines are built for it.
         translator, deblurrer: explicit networks (override the profile's / the shipped default);
@@ -236,7 +242,8 @@ def get_engine(
 
     try:
         if plan.backend == "auto-cpu" and size is None:
-            plan = _Plan("torch", "CPU, no frame size given: torch eager (any size)", plan.precision, plan.mode)
+            prec = cpu_precision(plan.precision, "torch")[0]
+            plan = _Plan("torch", "CPU, no frame size given: torch eager (any size)", prec, plan.mode)
         if plan.backend == "auto-cpu":
             res, why = _auto_cpu(one, plan, edir, common, bool(cache and not rebuild), say)
         elif plan.backend == "tensorrt" and backend == "auto":
@@ -280,39 +287,41 @@ def get_engine(
 
 
 def _auto_cpu(one: Callable, plan: _Plan, edir: Path, common: dict, reuse: bool, say) -> tuple[_CacheResult, str]:
-    """On the CPU with onnxruntime installed: time onnxruntime and torch eager once, keep the faster.
+    """On the CPU with onnxruntime installed: time onnxruntime and torch eager (and, for precision
+    ``auto`` on a CPU with native bf16, torch eager in bf16) once, keep the fastest.
 
-    The measurement is remembered in ``engines/<profile>/auto-cpu-WxH.json`` (same key as the
+    The measurement is remembered in ``engines/<profile>/auto-cpu-[auto-]WxH.json`` (same key as the
     engines), so later runs load the chosen engine without measuring again.
     """
     w, h = common["size"]
-    choice_file = edir / f"auto-cpu-{w}x{h}.json"
+    # (backend, torch mode, precision) candidates; precision auto adds bf16 where the CPU has it natively
+    cands = [("onnxruntime", None, "fp32"), ("torch", plan.mode, "fp32")]
+    if plan.precision == "auto" and native_cpu_bf16():
+        cands.append(("torch", plan.mode, "bf16"))
+    label = {c: f"{c[0]} {c[2]}" if c[0] == "torch" else c[0] for c in cands}
+    tag = "" if plan.precision == "fp32" else f"{plan.precision}-"  # fp32 keeps the older file name
+    choice_file = edir / f"auto-cpu-{tag}{w}x{h}.json"
     if reuse and choice_file.is_file():
         try:
             saved = json.loads(choice_file.read_text())
-            if saved.get("key") == common and saved.get("backend") in ("onnxruntime", "torch"):
-                b = saved["backend"]
-                res = one(b, None if b == "onnxruntime" else plan.mode, plan.precision)
+            b, prec = saved["backend"], saved.get("precision", "fp32")
+            if saved.get("key") == common and (b, None if b == "onnxruntime" else plan.mode, prec) in cands:
+                res = one(b, None if b == "onnxruntime" else plan.mode, prec)
                 return res, saved["why"] + " (measured earlier)"
         except (OSError, json.JSONDecodeError, KeyError, TypeError):
             pass
-    res_ort = one("onnxruntime", None, plan.precision)
-    res_torch = one("torch", plan.mode, plan.precision)
-    say("auto: timing onnxruntime and torch eager on this CPU")
-    t_ort = time_engine(res_ort.engine)
-    t_torch = time_engine(res_torch.engine)
-    if t_ort < t_torch:
-        res, backend = res_ort, "onnxruntime"
-        why = f"CPU: onnxruntime measured faster than torch eager ({1 / t_ort:.1f} vs {1 / t_torch:.1f} fps at {w}x{h})"
-    else:
-        res, backend = res_torch, "torch"
-        why = f"CPU: torch eager measured faster than onnxruntime ({1 / t_torch:.1f} vs {1 / t_ort:.1f} fps at {w}x{h})"
+    results = {c: one(*c) for c in cands}
+    say("auto: timing " + ", ".join(label.values()) + " on this CPU")
+    fps = {c: 1 / time_engine(r.engine) for c, r in results.items()}
+    best = max(cands, key=lambda c: fps[c])
+    others = ", ".join(f"{label[c]} {fps[c]:.1f}" for c in cands if c != best)
+    why = f"CPU: {label[best]} measured fastest ({fps[best]:.1f} fps at {w}x{h}; {others})"
     from b2b_train.checkpoint import atomic_write
 
-    atomic_write(choice_file, (json.dumps({"key": common, "backend": backend, "why": why,
-                                           "fps": {"onnxruntime": 1 / t_ort, "torch": 1 / t_torch}},
+    atomic_write(choice_file, (json.dumps({"key": common, "backend": best[0], "precision": best[2], "why": why,
+                                           "fps": {label[c]: v for c, v in fps.items()}},
                                           indent=2, sort_keys=True) + "\n").encode())
-    return res, why
+    return results[best], why
 
 
 def _get_one(backend: str, mode: str | None, precision: str, dev: torch.device, size, common: dict, edir: Path,

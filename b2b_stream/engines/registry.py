@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "bf16")
+# what the commands offer: auto = fp16 on CUDA; on the CPU measured (fp32, or bf16 where the CPU has it natively)
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+PRECISION_HELP = ("auto: fp16 on CUDA; on the CPU the fastest of onnxruntime fp32, torch fp32 and, where the CPU "
+                  "has native bf16, torch bf16 (measured once per size)")
 # torch backend variants. "compile" = inductor default mode; "max-autotune" = mode
 # "max-autotune-no-cudagraphs"; "reduce-overhead" = inductor with its own CUDA graphs;
 # "cudagraphs" = eager captured in one CUDA graph by us; "compile+cudagraphs" = both.
