@@ -108,6 +108,9 @@ def speed(net, device, runs: int = 10) -> dict:
         engine = _cpu_engine(net, (w, h)) if device.type == "cpu" else None
         if engine is not None:
             variants["onnxruntime engine"] = lambda: engine.run(frame)
+        bf16 = _cpu_engine(net, (w, h), backend="torch", precision="bf16") if device.type == "cpu" else None
+        if bf16 is not None and bf16.precision == "bf16":  # only where the CPU has native bf16
+            variants["torch bf16 engine (TorchScript)"] = lambda: bf16.run(frame)
         times = {k: [] for k in variants}
         with torch.no_grad():
             for fn in variants.values():
@@ -130,18 +133,18 @@ def speed(net, device, runs: int = 10) -> dict:
     return out
 
 
-def _cpu_engine(net, size):
-    """The shipped-deblurrer-alone onnxruntime engine at ``size``, or None without onnxruntime."""
+def _cpu_engine(net, size, backend: str = "onnxruntime", precision: str = "fp32"):
+    """The shipped-deblurrer-alone engine at ``size`` (default: onnxruntime), or None without that backend."""
     import copy
 
     from b2b_stream.engines import get_engine
     from b2b_train.errors import B2BError
 
     try:
-        return get_engine(None, backend="onnxruntime", device="cpu", size=size, deblurrer=copy.deepcopy(net).float(),
+        return get_engine(None, backend=backend, precision=precision, device="cpu", size=size, deblurrer=copy.deepcopy(net).float(),
                           cache=False, check=False)
     except (B2BError, ImportError) as e:
-        print(f"no onnxruntime engine: {e}")
+        print(f"no {backend} engine: {e}")
         return None
 
 
@@ -219,9 +222,10 @@ def main(argv=None) -> int:
     for name, v in flick.items():
         lines.append(f"| {name} | {v['pairs']} | {v['input']:.3f} | {v['output']:.3f} | {v['ratio']:.2f} |")
     lines.append("")
-    lines.append(f"Speed of the deblurrer alone (float32, batch 1, {args.device}, {torch.get_num_threads()} threads, "
-                 "median of 10 interleaved runs; the onnxruntime engine is what `b2b-stream run` builds on the CPU, "
-                 "uint8 frame in and out):")
+    lines.append(f"Speed of the deblurrer alone (batch 1, {args.device}, {torch.get_num_threads()} threads, "
+                 "median of 10 interleaved runs; engines take a uint8 frame and return one; `b2b-stream run` "
+                 "times the onnxruntime engine, torch fp32 and, where the CPU has native bf16, the torch bf16 "
+                 "engine once per size and keeps the fastest):")
     lines.append("")
     lines.append("| input | runtime | ms / image | images / s (median) | images / s (best) | speed vs eager |")
     lines.append("|---|---|---:|---:|---:|---:|")

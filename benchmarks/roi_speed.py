@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--camera", default="demo")
+    ap.add_argument("--precision", default="fp32,auto", help="comma-separated precisions, one pair of runs each")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
 
@@ -36,33 +37,48 @@ def main(argv=None) -> int:
     size = parse_size(args.size)
     load = os.getloadavg()[0]
     res = {}
-    for roi in ("none", "hands"):
-        res[roi] = run_bench(args.camera, None, size, args.backend, None, "cpu", "hands", args.frames,
-                             say=lambda m: print(m, flush=True), roi=roi)
+    precisions = [p for p in args.precision.split(",") if p]
+    for prec in precisions:
+        for roi in ("none", "hands"):
+            res[f"{roi}-{prec}"] = run_bench(args.camera, None, size, args.backend, prec, "cpu", "hands", args.frames,
+                                             say=lambda m: print(m, flush=True), roi=roi)
     (ROOT / "benchmarks" / "out").mkdir(exist_ok=True)
     (ROOT / "benchmarks" / "out" / "roi_speed.json").write_text(json.dumps(res, indent=1, default=str))
 
     lines = [header("What `--roi hands` buys on the CPU (`roi-speed`)"),
              f"- CPU load average before the run: {load:.1f}", "",
              f"`b2b-stream bench` on `{args.camera}` at {size[0]}x{size[1]}, {args.frames} frames per stage, the shipped "
-             f"deblurrer alone ({res['none']['engine']['backend']}), MediaPipe hand tracking on; inference gets "
+             "deblurrer alone, MediaPipe hand tracking on; inference gets "
              "1 of the 2 cores while tracking runs. `--roi hands` deblurs boxes of 160-352 px around the hands tracked "
              "on the frame before (one per hand, or one for both where that costs fewer pixels; whole frame without hands and every 30 frames). "
-             "Infer alone with `--roi hands` follows the hands tracked on the raw frames.", "",
-             "| deblurred | infer alone (fps) | track alone (fps) | pipeline (fps) | latency p50 / p95 (ms) | efficiency | box frames |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for roi, label in (("none", "whole frame"), ("hands", "`--roi hands`")):
-        r = res[roi]
+             "Infer alone with `--roi hands` follows the hands tracked on the raw frames. Precision `auto` "
+             "(the default since 2026-12-04) times onnxruntime fp32, torch fp32 and, where the CPU has native bf16, "
+             "torch bf16 once per frame or box size and keeps the fastest; `fp32` the first two.", "",
+             "| deblurred | --precision | engine | infer alone (fps) | track alone (fps) | pipeline (fps) | latency p50 / p95 (ms) | efficiency | box frames |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for key, r in res.items():
+        roi, prec = key.split("-", 1)
+        label = "whole frame" if roi == "none" else "`--roi hands`"
         p = r.get("pipeline") or {}
         lat = p.get("latency_ms") or {}
         box = p.get("roi") or {}
+        eng = r.get("engine") or {}
         share = f"{box['frames_roi']}/{box['frames_roi'] + box['frames_full']}" if box else "-"
-        lines.append(f"| {label} | {r['stages']['infer']['fps']:.1f} | {r['stages']['track']['fps']:.1f} | "
+        lines.append(f"| {label} | {prec} | {eng.get('backend')} {eng.get('precision')} | {r['stages']['infer']['fps']:.1f} | "
+                     f"{r['stages']['track']['fps']:.1f} | "
                      f"{p.get('fps', 0):.1f} | {lat.get('p50') or 0:.0f} / {lat.get('p95') or 0:.0f} | "
                      f"{r.get('efficiency')} | {share} |")
-    ratio = res["hands"]["pipeline"]["fps"] / max(1e-9, res["none"]["pipeline"]["fps"])
-    lines += ["", f"`--roi hands` runs the pipeline {ratio:.2f}x as fast as the whole frame "
-              f"(issue 14 asks for >= 15 fps end to end at 640x480 with the lite deblurrer)."]
+    lines.append("")
+    for prec in precisions:
+        ratio = res[f"hands-{prec}"]["pipeline"]["fps"] / max(1e-9, res[f"none-{prec}"]["pipeline"]["fps"])
+        lines.append(f"- `--precision {prec}`: `--roi hands` runs the pipeline {ratio:.2f}x as fast as the whole frame.")
+    if len(precisions) > 1:
+        a, b = precisions[0], precisions[-1]
+        for roi in ("none", "hands"):
+            ratio = res[f"{roi}-{b}"]["pipeline"]["fps"] / max(1e-9, res[f"{roi}-{a}"]["pipeline"]["fps"])
+            lines.append(f"- {'whole frame' if roi == 'none' else '`--roi hands`'}: `--precision {b}` runs the "
+                         f"pipeline {ratio:.2f}x as fast as `--precision {a}`.")
+    lines.append("(issue 14 asks for >= 15 fps end to end at 640x480 with the lite deblurrer.)")
     md = "\n".join(lines)
     print(md)
     if not args.no_write:

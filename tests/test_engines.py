@@ -17,6 +17,7 @@ import torch
 
 from b2b_stream import engines
 from b2b_stream.engines import get_engine
+from b2b_stream.engines.runtime import compare_frames
 from b2b_stream.fuse import FusedDeblur
 from b2b_train.errors import B2BError
 from b2b_train.hashing import file_sha256
@@ -44,7 +45,7 @@ def _eager(nets, frames, multiple):
 
 def test_torch_eager_engine_is_bit_exact(nets, frames, b2b_home):
     tr, db, m = nets
-    eng = get_engine(None, backend="torch", size=(W, H), translator=tr, deblurrer=db)
+    eng = get_engine(None, backend="torch", precision="fp32", torch_mode="eager", size=(W, H), translator=tr, deblurrer=db)
     assert (eng.backend, eng.device, eng.precision) == ("torch", "cpu", "fp32")
     assert eng.info["mode"] == "eager" and eng.info["cache"] == "built"
     assert eng.info["check"]["max_abs"] == 0
@@ -62,6 +63,21 @@ def test_torch_eager_engine_is_bit_exact(nets, frames, b2b_home):
     assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in db.parameters())
 
 
+def test_torch_script_engine_is_the_cpu_default_and_matches_eager(nets, frames, b2b_home):
+    tr, db, m = nets
+    eng = get_engine(None, backend="torch", precision="fp32", size=(W, H), translator=tr, deblurrer=db)
+    assert eng.info["mode"] == "script" and "note" not in eng.info
+    ref = _eager(nets, frames, eng.info["multiple"])
+    # one traced graph for the engine's size, frozen (constant folding may round a last bit differently)
+    assert compare_frames(eng.run(frames), ref)["max_abs"] <= 1
+    assert compare_frames(eng(frames[1])[None], ref[1:2])["max_abs"] <= 1
+    with pytest.raises(B2BError, match="built for"):
+        eng.run(np.zeros((1, H + 8, W, 3), np.uint8))
+    # without a frame size the CPU default stays eager (a traced graph has one size)
+    any_size = get_engine(None, backend="torch", size=None, translator=tr, deblurrer=db)
+    assert any_size.info["mode"] == "eager"
+
+
 def _messages():
     out: list[str] = []
     return out, out.append
@@ -69,7 +85,7 @@ def _messages():
 
 def test_cache_hit_miss_stale_and_corrupt(nets, frames, b2b_home):
     tr, db, m = nets
-    kw = dict(backend="torch", size=(W, H), translator=tr, check=False)
+    kw = dict(backend="torch", torch_mode="eager", size=(W, H), translator=tr, check=False)
     msgs, say = _messages()
     e1 = get_engine(None, deblurrer=db, say=say, **kw)
     assert e1.info["cache"] == "built"

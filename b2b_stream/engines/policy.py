@@ -27,7 +27,7 @@ from . import registry
 from .cache import _cached, _CacheResult, _device_id, _digest, _Slot
 from .cpu_precision import cpu_precision, native_cpu_bf16
 from .networks import _engines_dir, _open_profile, _profile_name, profile_networks
-from .registry import BACKENDS, DEFAULT_TORCH_CUDA_MODE, PRECISIONS, TORCH_MODES, Target
+from .registry import BACKENDS, DEFAULT_TORCH_CPU_MODE, DEFAULT_TORCH_CUDA_MODE, PRECISIONS, TORCH_MODES, Target
 from .runtime import _DTYPES, Engine, compare_frames
 
 log = logging.getLogger("b2b_stream.engines")
@@ -115,16 +115,16 @@ def _plan(backend: str, precision: str, device: torch.device, torch_mode: str) -
             return _Plan("torch", f"CUDA device, torch-tensorrt not installed: torch ({mode})", precision, mode, notes)
         if precision == "bf16":  # cpu_precision kept it: native bf16, which only torch runs here
             return _Plan("torch", "CPU with native bf16: torch eager (onnxruntime has no bf16 CPU kernels)", precision,
-                         "eager" if torch_mode == "auto" else torch_mode, notes)
+                         DEFAULT_TORCH_CPU_MODE if torch_mode == "auto" else torch_mode, notes)
         # CPU: decided by measurement in get_engine when onnxruntime is there
         if registry.spec("onnxruntime").available(str(device)):
-            return _Plan("auto-cpu", "", precision, "eager" if torch_mode == "auto" else torch_mode, notes)
+            return _Plan("auto-cpu", "", precision, DEFAULT_TORCH_CPU_MODE if torch_mode == "auto" else torch_mode, notes)
         precision = "bf16" if precision == "auto" and native_cpu_bf16() else ("fp32" if precision == "auto" else precision)
         return _Plan("torch", "CPU and onnxruntime not installed: torch eager", precision,
-                     "eager" if torch_mode == "auto" else torch_mode, notes)
+                     DEFAULT_TORCH_CPU_MODE if torch_mode == "auto" else torch_mode, notes)
     mode = None
     if backend == "torch":
-        mode = torch_mode if torch_mode != "auto" else (DEFAULT_TORCH_CUDA_MODE if cuda else "eager")
+        mode = torch_mode if torch_mode != "auto" else (DEFAULT_TORCH_CUDA_MODE if cuda else DEFAULT_TORCH_CPU_MODE)
         if not cuda and mode in ("cudagraphs", "compile+cudagraphs", "reduce-overhead"):
             raise B2BError(f"torch mode {mode!r} needs CUDA; use eager or compile on the CPU")
     registry.spec(backend).require()
@@ -208,7 +208,9 @@ def get_engine(
     notes += plan.notes
     if channels_last is None:
         channels_last = dev.type == "cuda"
-    if size is None and not (plan.backend == "torch" and plan.mode in ("eager", "compile", "max-autotune")):
+    if size is None and torch_mode == "auto" and plan.mode == DEFAULT_TORCH_CPU_MODE:
+        plan.mode = "eager"  # the CPU default traces for one size; without a size, eager takes any
+    if size is None and not (plan.backend in ("torch", "auto-cpu") and plan.mode in ("eager", "compile", "max-autotune")):
         raise B2BError(f"the {plan.backend} backend builds for one frame size: pass size=(W, H) / --size WxH")
     pname = _profile_name(prof)
     common = dict(
@@ -305,7 +307,8 @@ def _auto_cpu(one: Callable, plan: _Plan, edir: Path, common: dict, reuse: bool,
         try:
             saved = json.loads(choice_file.read_text())
             b, prec = saved["backend"], saved.get("precision", "fp32")
-            if saved.get("key") == common and (b, None if b == "onnxruntime" else plan.mode, prec) in cands:
+            if (saved.get("key") == common and saved.get("torch_mode") == plan.mode
+                    and (b, None if b == "onnxruntime" else plan.mode, prec) in cands):
                 res = one(b, None if b == "onnxruntime" else plan.mode, prec)
                 return res, saved["why"] + " (measured earlier)"
         except (OSError, json.JSONDecodeError, KeyError, TypeError):
@@ -319,6 +322,7 @@ def _auto_cpu(one: Callable, plan: _Plan, edir: Path, common: dict, reuse: bool,
     from b2b_train.checkpoint import atomic_write
 
     atomic_write(choice_file, (json.dumps({"key": common, "backend": best[0], "precision": best[2], "why": why,
+                                           "torch_mode": plan.mode,
                                            "fps": {label[c]: v for c, v in fps.items()}},
                                           indent=2, sort_keys=True) + "\n").encode())
     return results[best], why

@@ -37,8 +37,11 @@ PRECISION_HELP = ("auto: fp16 on CUDA; on the CPU the fastest of onnxruntime fp3
 # torch backend variants. "compile" = inductor default mode; "max-autotune" = mode
 # "max-autotune-no-cudagraphs"; "reduce-overhead" = inductor with its own CUDA graphs;
 # "cudagraphs" = eager captured in one CUDA graph by us; "compile+cudagraphs" = both.
-TORCH_MODES = ("auto", "eager", "compile", "max-autotune", "reduce-overhead", "cudagraphs", "compile+cudagraphs")
+# script: TorchScript traced and frozen for one frame size; its graph runs in C++ without the GIL between ops, so
+# capture and hand-tracking threads do not stall it (the CPU default for a sized engine; see torch_backend.py)
+TORCH_MODES = ("auto", "eager", "script", "compile", "max-autotune", "reduce-overhead", "cudagraphs", "compile+cudagraphs")
 DEFAULT_TORCH_CUDA_MODE = "compile"
+DEFAULT_TORCH_CPU_MODE = "script"  # eager where no frame size is given (a traced graph has one)
 
 # the module that registers each backend of BACKENDS ("auto" is a policy, not a backend)
 _MODULES = {
