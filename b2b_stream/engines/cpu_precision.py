@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import functools
 
-import torch
+from b2b_train.trainutil import cpu_has_bf16
 
 
 @functools.lru_cache(maxsize=1)
 def native_cpu_bf16() -> bool:
-    """Whether this CPU runs bf16 convolutions natively (oneDNN with AVX-512 BF16 or AMX)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without oneDNN or without the query
-        return False
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX); oneDNN's own "bf16 supported"
+    is also true where it only emulates bf16 on AVX-512, which is slower than fp32."""
+    return cpu_has_bf16()
 
 
 def cpu_precision(asked: str, backend: str) -> tuple[str, str | None]:
