@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..fuse import FusedDeblur
+from ..fuse import FusedDeblur, example_frames
 from .registry import BackendSpec, Target, register
 from .runtime import Engine, Pending, _CudaRing
 
@@ -46,7 +46,7 @@ class TorchEngine(Engine):
         elif mode == "reduce-overhead":
             fn = torch.compile(module, fullgraph=True, dynamic=False, mode="reduce-overhead")
         self._fn = fn
-        self._scripted: Callable | None = None  # mode script: traced at the first frame (its shape is the engine's)
+        self._scripted: Callable | None = None  # mode script: the graph traced for the engine's frame size
         self._graph = None
         self._static_in: torch.Tensor | None = None
         self._static_out: torch.Tensor | None = None
@@ -54,6 +54,10 @@ class TorchEngine(Engine):
         self._ring = _CudaRing(self.torch_device) if self._cuda else None
         if self._cuda:
             self.async_depth = self._ring.depth
+        if mode == "script" and size is not None and not self._cuda:
+            # traced now, not at the first frame: a --roi box engine first used mid-stream would stall for it
+            with torch.inference_mode():
+                self._scripted = self._script(example_frames(1, size[1], size[0]))
 
     def _capture(self, shape) -> None:
         dev = self.torch_device
