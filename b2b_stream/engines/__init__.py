@@ -6,7 +6,8 @@ One interface, :class:`Engine` (``engine(frame) -> frame``, ``engine.run(batch)`
 
 * ``tensorrt`` - torch-tensorrt's dynamo path: the fused module exported at the camera's static shape
   (uint8 in, uint8 out), compiled and saved as an exported program; torch-tensorrt is optional.
-* ``torch`` - the fused module itself: eager, ``torch.compile``, CUDA graphs, channels-last.
+* ``torch`` - the fused module itself: eager, TorchScript (``script``, the CPU default for a sized
+  engine), ``torch.compile``, CUDA graphs, channels-last; bf16 on CPUs that have it natively.
 * ``onnxruntime`` - the fused module exported to ONNX (uint8 in/out), CPU or CUDA execution provider.
 
 :func:`get_engine` picks the backend (``auto``), builds or loads the engine through the cache, and says
@@ -18,6 +19,7 @@ which and why in ``engine.info["why"]``. The modules, one idea each:
 * :mod:`.torch_backend`, :mod:`.onnxruntime_backend`, :mod:`.tensorrt_backend` - one backend each;
 * :mod:`.cache` - slots, signed manifests, build-or-load;
 * :mod:`.networks` - a camera profile's networks and engines folder;
+* :mod:`.cpu_precision` - which precision a CPU engine runs (bf16 only with native bf16);
 * :mod:`.policy` - device, backend choice and :func:`get_engine`.
 """
 
