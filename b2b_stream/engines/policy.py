@@ -113,15 +113,15 @@ def _plan(backend: str, precision: str, device: torch.device, torch_mode: str) -
                 return _Plan("tensorrt", "CUDA device and torch-tensorrt installed", precision, None, notes)
             mode = DEFAULT_TORCH_CUDA_MODE if torch_mode == "auto" else torch_mode
             return _Plan("torch", f"CUDA device, torch-tensorrt not installed: torch ({mode})", precision, mode, notes)
+        mode = DEFAULT_TORCH_CPU_MODE if torch_mode == "auto" else torch_mode
         if precision == "bf16":  # cpu_precision kept it: native bf16, which only torch runs here
-            return _Plan("torch", "CPU with native bf16: torch eager (onnxruntime has no bf16 CPU kernels)", precision,
-                         DEFAULT_TORCH_CPU_MODE if torch_mode == "auto" else torch_mode, notes)
+            return _Plan("torch", f"CPU with native bf16: torch ({mode}; onnxruntime has no bf16 CPU kernels)",
+                         precision, mode, notes)
         # CPU: decided by measurement in get_engine when onnxruntime is there
         if registry.spec("onnxruntime").available(str(device)):
-            return _Plan("auto-cpu", "", precision, DEFAULT_TORCH_CPU_MODE if torch_mode == "auto" else torch_mode, notes)
-        precision = "bf16" if precision == "auto" and native_cpu_bf16() else ("fp32" if precision == "auto" else precision)
-        return _Plan("torch", "CPU and onnxruntime not installed: torch eager", precision,
-                     DEFAULT_TORCH_CPU_MODE if torch_mode == "auto" else torch_mode, notes)
+            return _Plan("auto-cpu", "", precision, mode, notes)
+        return _Plan("torch", f"CPU and onnxruntime not installed: torch ({mode})",
+                     cpu_precision(precision, "torch")[0], mode, notes)
     mode = None
     if backend == "torch":
         mode = torch_mode if torch_mode != "auto" else (DEFAULT_TORCH_CUDA_MODE if cuda else DEFAULT_TORCH_CPU_MODE)
